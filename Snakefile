@@ -1,0 +1,35 @@
+# facesketch: FS2K -> geometry maps -> every model variant -> sketches per style -> metrics
+# -> the papers' tables beside the paper's numbers -> plots and an HTML report.
+#
+#   snakemake --cores all --resources gpu=1                      # the full reproduction (config.yaml)
+#   snakemake --cores all --resources gpu=1 \
+#       --configfile config.yaml src/facesketch/configs/demo.yaml  # the CPU demo (make demo)
+#   snakemake --report results/report.html [same --configfile]   # the HTML report
+#
+# Rules only name files and call the `facesketch` CLI; the configuration is validated against
+# schemas/config.schema.yaml before any rule is planned.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+if not workflow.config_settings.configfiles:
+    configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/maps.smk"
+include: "rules/train.smk"
+include: "rules/infer.smk"
+include: "rules/metrics.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        rules.data_all.input,
+        rules.maps_all.input,
+        rules.train_all.input,
+        rules.evaluate_all.input,
+        rules.report_all.input,

@@ -1,0 +1,55 @@
+# FS2K: the archive (a local copy or a download), safe extraction, alignment and the manifest.
+
+
+rule fetch_fs2k:
+    output:
+        f"{FS2K}/FS2K.zip",
+    params:
+        source=shlex.quote(archive_source(CFG) or ""),
+        gdrive=CFG["fs2k"]["gdrive_id"],
+        sha=CFG["fs2k"]["sha256"] or "",
+    conda:
+        "../envs/data.yaml"
+    log:
+        f"{LOGS}/fetch_fs2k.log",
+    shell:
+        "facesketch fetch --out {output} --source {params.source} --gdrive-id {params.gdrive}"
+        " --sha256 '{params.sha}' 2> {log}"
+
+
+rule extract_fs2k:
+    input:
+        f"{FS2K}/FS2K.zip",
+    output:
+        directory(f"{FS2K}/raw"),
+    conda:
+        "../envs/data.yaml"
+    log:
+        f"{LOGS}/extract_fs2k.log",
+    shell:
+        "facesketch extract {input} --out {output} 2> {log}"
+
+
+rule align_fs2k:
+    input:
+        f"{FS2K}/raw",
+    output:
+        manifest=f"{FS2K}/manifest.parquet",
+        aligned=directory(f"{FS2K}/aligned"),
+        skipped=f"{FS2K}/skipped.csv",
+    params:
+        spec=q(CFG["fs2k"]),
+    conda:
+        "../envs/data.yaml"
+    log:
+        f"{LOGS}/align_fs2k.log",
+    benchmark:
+        f"{RES}/benchmarks/align_fs2k.tsv"
+    threads: workflow.cores
+    shell:
+        "facesketch align --raw {input} --out {FS2K} --spec {params.spec} 2> {log}"
+
+
+rule data_all:
+    input:
+        f"{FS2K}/manifest.parquet",

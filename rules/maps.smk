@@ -1,0 +1,47 @@
+# Depth (3DDFA_V2 or the MediaPipe face mesh), surface normals (DSINE or the face mesh) and HED
+# edges for every aligned photo, plus a contact sheet per kind.
+
+
+rule maps:
+    input:
+        manifest=f"{FS2K}/manifest.parquet",
+        aligned=f"{FS2K}/aligned",
+    output:
+        directory(f"{MAPS}/{{kind}}"),
+    params:
+        spec=q(CFG["maps"]),
+        weights=WEIGHTS,
+    resources:
+        gpu=1,
+    conda:
+        "../envs/maps.yaml"
+    log:
+        f"{LOGS}/maps_{{kind}}.log",
+    benchmark:
+        f"{RES}/benchmarks/maps_{{kind}}.tsv"
+    shell:
+        "facesketch maps {wildcards.kind} --manifest {input.manifest} --out {output} --weights {params.weights}"
+        " --spec {params.spec} --device {CFG[device]} 2> {log}"
+
+
+rule contact_sheet:
+    input:
+        manifest=f"{FS2K}/manifest.parquet",
+        maps=f"{MAPS}/{{kind}}",
+    output:
+        report(f"{RES}/maps/{{kind}}_contact_sheet.png", caption="report/contact_sheet.rst",
+               category="Geometry maps", labels={"map": "{kind}"}),
+    params:
+        per_style=CFG["maps"]["contact_sheet_per_style"],
+    conda:
+        "../envs/maps.yaml"
+    log:
+        f"{LOGS}/contact_sheet_{{kind}}.log",
+    shell:
+        "facesketch contact-sheet {wildcards.kind} --manifest {input.manifest} --maps {MAPS} --out {output}"
+        " --per-style {params.per_style} 2> {log}"
+
+
+rule maps_all:
+    input:
+        expand(f"{RES}/maps/{{kind}}_contact_sheet.png", kind=MAP_KINDS),

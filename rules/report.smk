@@ -1,0 +1,59 @@
+# The papers' tables (Parquet, Markdown, LaTeX, HTML; metrics.json and per_style.csv for DVC),
+# the figures, and the items of `snakemake --report`.
+from facesketch.report.plots import plot_spec
+from facesketch.report.tables import table_spec
+
+TABLES = list(CFG["tables"])
+PLOTS = plot_files(CFG)
+
+
+def caption(figure):
+    return "report/metrics_per_style.rst" if figure.startswith("metrics_per_style") else f"report/{figure}.rst"
+
+
+rule tables:
+    input:
+        metric_files(),
+    output:
+        parquet=expand(f"{RES}/tables/{{table}}.parquet", table=TABLES),
+        md=expand(f"{RES}/tables/{{table}}.md", table=TABLES),
+        tex=expand(f"{RES}/tables/{{table}}.tex", table=TABLES),
+        html=[report(f"{RES}/tables/{t}.html", caption="report/table.rst", category="Tables",
+                     subcategory=CFG["tables"][t]["title"]) for t in TABLES],
+        json=f"{RES}/metrics.json",
+        csv=f"{RES}/per_style.csv",
+    params:
+        spec=q(table_spec(CFG, RELEASED_AVAILABLE)),
+    conda:
+        "../envs/report.yaml"
+    log:
+        f"{LOGS}/tables.log",
+    shell:
+        "facesketch tables --spec {params.spec} --metrics {input} --out {RES}/tables"
+        " --metrics-json {output.json} --plots-csv {output.csv} 2> {log}"
+
+
+rule plots:
+    input:
+        tables=rules.tables.output.parquet,
+        models=rules.train_all.input,
+        samples=[d for v in VARIANTS for d in samples(v)],
+        cross=cross_samples(),
+        manifest=f"{FS2K}/manifest.parquet",
+    output:
+        [report(f"{RES}/plots/{f}", caption=caption(n), category="Figures", labels={"figure": n})
+         for n, f in PLOTS.items()],
+    params:
+        spec=q(plot_spec(CFG, RELEASED_AVAILABLE)),
+    conda:
+        "../envs/report.yaml"
+    log:
+        f"{LOGS}/plots.log",
+    shell:
+        "facesketch plots --spec {params.spec} --results {RES} --manifest {input.manifest} --out {RES}/plots 2> {log}"
+
+
+rule report_all:
+    input:
+        rules.tables.output,
+        rules.plots.output,

@@ -1,0 +1,29 @@
+# One job per variant and seed. The resume checkpoint (last.pt), losses.csv and sample grids live
+# beside model.pt but are not declared outputs, so a killed job resumes instead of restarting.
+
+
+rule train:
+    input:
+        unpack(model_inputs),
+    output:
+        f"{RES}/checkpoints/{{variant}}/{{seed}}/model.pt",
+    params:
+        spec=lambda w: q(spec(w.variant)),
+        out=run_dir,
+        weights=WEIGHTS,
+    resources:
+        gpu=1,
+    conda:
+        "../envs/train.yaml"
+    log:
+        f"{LOGS}/train_{{variant}}_{{seed}}.log",
+    benchmark:
+        f"{RES}/benchmarks/train_{{variant}}_{{seed}}.tsv"
+    shell:
+        "facesketch train --spec {params.spec} --manifest {input.manifest} --maps {MAPS} --weights {params.weights}"
+        " --out {params.out} --done {output} --seed {wildcards.seed} --device {CFG[device]} 2> {log}"
+
+
+rule train_all:
+    input:
+        [f"{RES}/checkpoints/{v}/{s}/model.pt" for v in VARIANTS for s in seeds(v)],

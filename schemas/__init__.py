@@ -1,0 +1,1 @@
+"""The JSON schemas of facesketch, shipped with the package (see pyproject.toml)."""

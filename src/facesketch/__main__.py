@@ -1,0 +1,3 @@
+from facesketch.cli import main
+
+raise SystemExit(main())

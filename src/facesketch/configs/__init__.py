@@ -1,0 +1,1 @@
+"""Configs shipped with the package: demo.yaml, the embedded default run."""

@@ -1,0 +1,200 @@
+"""Getting FS2K.zip: a local copy or a Google Drive download, checked, then extracted safely.
+
+Safe extraction: every entry must be a plain file or folder under ``FS2K/``, with a relative
+path free of ``..``, drive letters and backslashes; links and device files are refused, and
+so is an archive whose contents would exceed a size cap. The tree is extracted into a
+temporary folder and renamed into place only when every entry is written, so a killed
+extraction never leaves a tree that looks complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from facesketch.errors import DataError, UnsafeArchiveError
+from facesketch.fileio import atomic_path, sha256_file, write_json
+from facesketch.progress import progress
+
+log = logging.getLogger(__name__)
+
+ROOT = "FS2K"
+MAX_TOTAL_BYTES = 4 << 30  # the real archive unpacks to ~150 MB; refuse zip bombs
+GDRIVE_URL = "https://drive.usercontent.google.com/download"
+MANUAL_HINT = (
+    "Download FS2K.zip by hand from https://drive.google.com/file/d/{id}/view (or the Baidu "
+    "mirror named in the FS2K README) and give its path in config (fs2k.archive) or in the "
+    "environment variable FS2K_ARCHIVE."
+)
+
+
+def fetch(out: Path, source: str | None, gdrive_id: str, sha256: str | None) -> Path:
+    """Put the archive at ``out``: copied from ``source`` when given, else downloaded."""
+    out = Path(out)
+    if source:
+        src = Path(source).expanduser()
+        if not src.is_file():
+            raise DataError(f"FS2K archive not found: {src} (from fs2k.archive or FS2K_ARCHIVE)")
+        with atomic_path(out) as tmp:
+            shutil.copyfile(src, tmp)
+            _check_sha(tmp, sha256, shown=src)
+        log.info("copied %s -> %s", src, out)
+        return out
+    with atomic_path(out) as tmp:
+        _download_gdrive(gdrive_id, tmp)
+        _check_sha(tmp, sha256, shown=f"download of Google Drive file {gdrive_id}")
+    return out
+
+
+def _check_sha(path: Path, expected: str | None, shown) -> None:
+    if not expected:
+        return
+    actual = sha256_file(path)
+    if actual != expected:
+        raise DataError(
+            f"{shown}: SHA-256 {actual} does not match fs2k.sha256 {expected}; the file is "
+            "corrupt or not the official FS2K.zip (set fs2k.sha256: null to accept it anyway)"
+        )
+
+
+def _download_gdrive(file_id: str, dest: Path) -> None:
+    import re
+
+    import requests
+
+    hint = MANUAL_HINT.format(id=file_id)
+    params = {"id": file_id, "export": "download", "confirm": "t"}
+    try:
+        with requests.Session() as session:
+            response = session.get(GDRIVE_URL, params=params, stream=True, timeout=60)
+            response.raise_for_status()
+            if "text/html" in response.headers.get("content-type", ""):
+                # Drive answers large files with a "can't scan for viruses" form; its hidden
+                # fields are the parameters of the real download.
+                fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', response.text))
+                if "uuid" not in fields and "confirm" not in fields:
+                    raise DataError(f"Google Drive refused the scripted download of {file_id}. {hint}")
+                params.update(fields)
+                response = session.get(GDRIVE_URL, params=params, stream=True, timeout=60)
+                response.raise_for_status()
+            total = int(response.headers.get("content-length", 0)) or None
+            with open(dest, "wb") as f, progress(total=total, unit="B", unit_scale=True, desc="FS2K.zip") as bar:
+                for chunk in response.iter_content(1 << 20):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+    except requests.RequestException as e:
+        raise DataError(f"could not download FS2K from Google Drive ({e}). {hint}") from e
+    if not zipfile.is_zipfile(dest):
+        raise DataError(f"what Google Drive sent for {file_id} is not a zip archive. {hint}")
+
+
+# --- safe extraction ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    is_dir: bool
+    size: int
+
+
+def _check_name(raw: str, archive: Path) -> str:
+    where = f"{archive}: entry {raw!r}"
+    if "\\" in raw or "\0" in raw:
+        raise UnsafeArchiveError(f"{where} has a backslash or NUL in its name")
+    if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
+        raise UnsafeArchiveError(f"{where} is an absolute path")
+    parts = PurePosixPath(raw).parts
+    if any(p == ".." for p in parts):
+        raise UnsafeArchiveError(f"{where} climbs out of the archive with '..'")
+    clean = "/".join(p for p in parts if p not in ("", "."))
+    if clean != ROOT and not clean.startswith(ROOT + "/"):
+        raise UnsafeArchiveError(f"{where} lies outside {ROOT}/")
+    return clean
+
+
+def _zip_entries(zf: zipfile.ZipFile, archive: Path) -> list[Entry]:
+    entries = []
+    for info in zf.infolist():
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            raise UnsafeArchiveError(f"{archive}: entry {info.filename!r} is a symbolic link")
+        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise UnsafeArchiveError(f"{archive}: entry {info.filename!r} is not a plain file or folder")
+        name = _check_name(info.filename, archive)
+        entries.append(Entry(name, info.is_dir(), info.file_size))
+    return entries
+
+
+def _tar_entries(tf: tarfile.TarFile, archive: Path) -> list[Entry]:
+    entries = []
+    for member in tf.getmembers():
+        if member.issym() or member.islnk():
+            raise UnsafeArchiveError(f"{archive}: entry {member.name!r} is a link")
+        if not (member.isfile() or member.isdir()):
+            raise UnsafeArchiveError(f"{archive}: entry {member.name!r} is not a plain file or folder")
+        entries.append(Entry(_check_name(member.name, archive), member.isdir(), member.size))
+    return entries
+
+
+def list_safe_entries(archive: Path) -> list[Entry]:
+    """Every entry of the archive, checked; raises UnsafeArchiveError on the first bad one."""
+    archive = Path(archive)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            entries = _zip_entries(zf, archive)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tf:
+            entries = _tar_entries(tf, archive)
+    else:
+        raise DataError(f"{archive} is neither a zip nor a tar archive")
+    total = sum(e.size for e in entries)
+    if total > MAX_TOTAL_BYTES:
+        raise UnsafeArchiveError(f"{archive} would unpack to {total / 2**30:.1f} GiB, over the "
+                                 f"{MAX_TOTAL_BYTES / 2**30:.0f} GiB cap")
+    return entries
+
+
+def extract(archive: Path, dest: Path) -> Path:
+    """Extract ``archive`` so that ``dest/FS2K/...`` exists; all or nothing."""
+    archive, dest = Path(archive), Path(dest)
+    entries = list_safe_entries(archive)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    try:
+        files = [e for e in entries if not e.is_dir]
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                by_name = {_check_name(i.filename, archive): i for i in zf.infolist()}
+                for e in progress(files, desc="extract", unit="file"):
+                    target = staging / e.name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(by_name[e.name]) as src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+        else:
+            with tarfile.open(archive) as tf:
+                by_name = {_check_name(m.name, archive): m for m in tf.getmembers()}
+                for e in progress(files, desc="extract", unit="file"):
+                    target = staging / e.name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    src = tf.extractfile(by_name[e.name])
+                    with src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+        for e in entries:
+            if e.is_dir:
+                (staging / e.name).mkdir(parents=True, exist_ok=True)
+        write_json(staging / "extracted.json", {"archive": str(archive), "files": len(files)})
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info("extracted %d files from %s into %s", len(entries), archive, dest)
+    return dest

@@ -1,0 +1,130 @@
+"""Atomic writes and checked reads.
+
+Every output of the pipeline is written to a temporary name in the destination folder and
+renamed when complete, so a killed job never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from facesketch.errors import DataError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
+
+    The temporary name keeps the final suffix (some writers choose the format by it).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix if suffix is None else suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_parquet(path: str | os.PathLike, df) -> None:
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def save_image(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Save a uint8 HxW or HxWxC array as an image (format from the suffix), atomically."""
+    array = np.asarray(array)
+    if array.dtype != np.uint8:
+        raise TypeError(f"save_image wants uint8, got {array.dtype} for {path}")
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp)
+
+
+def save_pil(path: str | os.PathLike, image: Image.Image, **kwargs) -> None:
+    with atomic_path(path) as tmp:
+        image.save(tmp, **kwargs)
+
+
+def read_image(path: str | os.PathLike, mode: str | None = None) -> Image.Image:
+    """Open and fully decode an image; a missing or corrupt file raises DataError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if mode is not None and im.mode != mode:
+                if mode in ("L", "RGB") and im.mode in ("RGBA", "LA", "PA", "P"):
+                    # Transparent pixels of FS2K's RGBA sketches are paper: composite on white.
+                    im = flatten_on_white(im)
+                im = im.convert(mode)
+            else:
+                im = im.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"cannot read image {path}: {e}") from e
+    return im
+
+
+def flatten_on_white(im: Image.Image) -> Image.Image:
+    rgba = im.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def read_array(path: str | os.PathLike, mode: str | None = None) -> np.ndarray:
+    return np.asarray(read_image(path, mode))
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def git_blob_sha1(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """The id git gives a file's content: SHA-1 of ``b"blob <size>\\0" + bytes``."""
+    import hashlib
+
+    size = os.path.getsize(path)
+    h = hashlib.sha1()
+    h.update(f"blob {size}\0".encode())
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,58 @@
+"""Depth and normal maps from a triangle mesh in image space.
+
+Vertices are (x, y, z): x right and y down in pixels of the target image, z nearness in the
+same units (larger = closer). Both face-mesh predictors (3DDFA_V2, MediaPipe) produce this,
+so depth and normals from either follow facesketch.maps.encoding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from facesketch.maps.raster import interpolate, rasterize
+
+
+def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor, per_face: bool = False) -> torch.Tensor:
+    """Area-weighted unit vertex normals, oriented so the mesh faces the camera (+z).
+
+    The frame (x right, y down, z towards the camera) is left-handed and face models wind their
+    triangles their own way. A consistently wound mesh (3DDFA_V2's BFM) is flipped as a whole
+    so that its area-weighted mean normal points to the camera. A mesh without a consistent
+    winding (MediaPipe's tessellation, whose triangles are recovered from edges) has each
+    triangle turned to the camera (``per_face``): right for everything a photo can see.
+    """
+    v = torch.as_tensor(vertices, dtype=torch.float64)
+    t = torch.as_tensor(triangles, dtype=torch.long, device=v.device)
+    a, b, c = v[t[:, 0]], v[t[:, 1]], v[t[:, 2]]
+    face_n = torch.linalg.cross(b - a, c - a, dim=1)  # length = 2 x area
+    if per_face:
+        face_n = torch.where(face_n[:, 2:3] < 0, -face_n, face_n)
+    elif face_n[:, 2].sum() < 0:
+        face_n = -face_n
+    n = torch.zeros_like(v)
+    for k in range(3):
+        n.index_add_(0, t[:, k], face_n)
+    return n / n.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def render_depth(vertices, triangles, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(depth in [0, 1] with 0 background, coverage mask); z min-max normalised per face."""
+    v = torch.as_tensor(vertices, dtype=torch.float64).clone()
+    z = v[:, 2]
+    span = (z.max() - z.min()).clamp_min(1e-12)
+    v[:, 2] = (z - z.min()) / span
+    r = rasterize(v, triangles, height, width)
+    depth = torch.where(r.mask, r.zbuf, torch.zeros_like(r.zbuf))
+    return depth.cpu().numpy(), r.mask.cpu().numpy()
+
+
+def render_normals(vertices, triangles, height: int, width: int,
+                   per_face: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(unit normals (H, W, 3) in DSINE's convention, coverage mask)."""
+    v = torch.as_tensor(vertices, dtype=torch.float64)
+    r = rasterize(v, triangles, height, width)
+    n = interpolate(r, vertex_normals(v, triangles, per_face), triangles)
+    n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    n[~r.mask] = 0
+    return n.cpu().numpy(), r.mask.cpu().numpy()
