@@ -64,8 +64,11 @@ def model_inputs(w):
     return inputs
 
 
+STYLES_RUN = CFG["infer"]["styles"]
+
+
 def samples(variant):
-    return [f"{RES}/samples/{variant}/{s}/{style}" for s in seeds(variant) for style in STYLES]
+    return [f"{RES}/samples/{variant}/{s}/{style}" for s in seeds(variant) for style in STYLES_RUN]
 
 
 def metric_files():

@@ -87,7 +87,7 @@ def _describe(error: jsonschema.ValidationError, prefix: str) -> str:
         return f"{where}: expected {error.validator_value}, got {type(error.instance).__name__} {error.instance!r}"
     if error.validator == "required":
         return f"{where}: {error.message}"
-    if error.validator == "propertyNames":
+    if error.validator == "propertyNames" or "propertyNames" in error.schema_path:
         return f"{where}: bad name {error.instance!r} (letters, digits and _ only)"
     if error.validator == "oneOf" and error.context:
         best = jsonschema.exceptions.best_match(error.context)
@@ -175,10 +175,17 @@ def _check_references(cfg: dict) -> None:
                 raise ConfigError(f"tables.{tname}.rows[{i}].paper: {sorted(unknown)} not among the table's metrics")
 
 
+FIGURE_TABLES = {"methods": "hida_table1", "ablation": "hida_table2", "dog": "hida_dog"}
+
+
 def _check_figures(cfg: dict) -> None:
-    for key, table in cfg["report"]["figures"].items():
+    figures = cfg["report"]["figures"]
+    for key, table in figures.items():
         if table not in cfg["tables"]:
             raise ConfigError(f"report.figures.{key}: no table named {table!r} under tables")
+    for key, table in FIGURE_TABLES.items():
+        if key not in figures and table in cfg["tables"]:
+            figures[key] = table
 
 
 def finalize(cfg: dict) -> dict:

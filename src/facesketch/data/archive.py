@@ -122,10 +122,10 @@ def _check_name(raw: str, archive: Path) -> str:
 def _zip_entries(zf: zipfile.ZipFile, archive: Path) -> list[Entry]:
     entries = []
     for info in zf.infolist():
-        mode = info.external_attr >> 16
-        if stat.S_ISLNK(mode):
+        kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip tool stored no Unix mode
+        if kind == stat.S_IFLNK:
             raise UnsafeArchiveError(f"{archive}: entry {info.filename!r} is a symbolic link")
-        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise UnsafeArchiveError(f"{archive}: entry {info.filename!r} is not a plain file or folder")
         name = _check_name(info.filename, archive)
         entries.append(Entry(name, info.is_dir(), info.file_size))

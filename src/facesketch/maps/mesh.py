@@ -13,14 +13,16 @@ import torch
 from facesketch.maps.raster import interpolate, rasterize
 
 
-def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor, per_face: bool = False) -> torch.Tensor:
+def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor, per_face: bool = False,
+                   visible: torch.Tensor | None = None) -> torch.Tensor:
     """Area-weighted unit vertex normals, oriented so the mesh faces the camera (+z).
 
     The frame (x right, y down, z towards the camera) is left-handed and face models wind their
     triangles their own way. A consistently wound mesh (3DDFA_V2's BFM) is flipped as a whole
-    so that its area-weighted mean normal points to the camera. A mesh without a consistent
-    winding (MediaPipe's tessellation, whose triangles are recovered from edges) has each
-    triangle turned to the camera (``per_face``): right for everything a photo can see.
+    so that the triangles the camera sees (``visible``, else all) face it on average; a closed
+    mesh needs the visible ones, since over all of it the normals cancel. A mesh without a
+    consistent winding (MediaPipe's tessellation, whose triangles are recovered from edges) has
+    each triangle turned to the camera (``per_face``): right for everything a photo can see.
     """
     v = torch.as_tensor(vertices, dtype=torch.float64)
     t = torch.as_tensor(triangles, dtype=torch.long, device=v.device)
@@ -28,7 +30,7 @@ def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor, per_face: bo
     face_n = torch.linalg.cross(b - a, c - a, dim=1)  # length = 2 x area
     if per_face:
         face_n = torch.where(face_n[:, 2:3] < 0, -face_n, face_n)
-    elif face_n[:, 2].sum() < 0:
+    elif (face_n[:, 2] if visible is None else face_n[visible, 2]).sum() < 0:
         face_n = -face_n
     n = torch.zeros_like(v)
     for k in range(3):
@@ -52,7 +54,8 @@ def render_normals(vertices, triangles, height: int, width: int,
     """(unit normals (H, W, 3) in DSINE's convention, coverage mask)."""
     v = torch.as_tensor(vertices, dtype=torch.float64)
     r = rasterize(v, triangles, height, width)
-    n = interpolate(r, vertex_normals(v, triangles, per_face), triangles)
+    visible = torch.unique(r.face[r.mask])
+    n = interpolate(r, vertex_normals(v, triangles, per_face, visible), triangles)
     n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     n[~r.mask] = 0
     return n.cpu().numpy(), r.mask.cpu().numpy()

@@ -324,7 +324,8 @@ def main(args) -> int:
         return 1 if failed else 0
     rows = [r for r in status_rows(wdir) if r["name"] in names]
     for r in rows:
-        print(f"{r['state'][:4]:5s} {r['name']:18s} {r['file']}")
+        word = "BAD" if r["state"].startswith("BAD") else r["state"]
+        print(f"{word:8s} {r['name']:18s} {r['file']}")
         if args.action == "list":
             print(f"      {r['used for']}; {r['fingerprint']}; {r['licence']}\n      from {r['source']}")
         elif r["state"] != "ok":

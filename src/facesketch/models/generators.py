@@ -73,7 +73,13 @@ class HIDAGenerator(nn.Module):
     sketch head and a depth-reconstruction head.
     """
 
-    DOG_LAYERS = {"none": (), "top2": (0, 1), "mid3": (2, 3, 4), "btm2": (5, 6), "all": (0, 1, 2, 3, 4, 5, 6)}
+    @staticmethod
+    def dog_layers(placement: str, n_up: int) -> tuple[int, ...]:
+        """Up layers (0 = coarsest) with DOG: top2 the two coarsest, btm2 the two finest, mid3 the
+        three in the middle (layers 3-5 of the 256x256 net's seven), all, or none."""
+        start = (n_up - 3) // 2
+        return {"none": (), "top2": (0, 1), "mid3": (start, start + 1, start + 2), "btm2": (n_up - 2, n_up - 1),
+                "all": tuple(range(n_up))}[placement]
 
     def __init__(self, ngf: int = 64, num_downs: int = 8, depth_input: bool = True,
                  decoder_norm: str = "dyspade", encoder_activation: str = "metaacon",
@@ -81,13 +87,11 @@ class HIDAGenerator(nn.Module):
                  residual: str = "paper", depth_pyramid: str = "gaussian", appearance: bool = True,
                  style_input: str = "condition", out_channels: int = 1):
         super().__init__()
-        if num_downs < 3:
-            raise ValueError("HIDA needs at least 3 down layers")
+        if num_downs < 4:
+            raise ValueError("HIDA needs at least 4 down layers (3 up layers for the DOG placements)")
         self.depth_input, self.style_input = depth_input, style_input
         n_up = num_downs - 1
-        dog_at = set(self.DOG_LAYERS[dog])
-        if max(dog_at, default=0) >= n_up:
-            raise ValueError(f"DOG placement {dog} needs {max(dog_at) + 1} up layers, the net has {n_up}")
+        dog_at = set(self.dog_layers(dog, n_up))
         style_ch = 3 if style_input == "channels" else 0
         self.first_photo = nn.Conv2d(3 + style_ch, ngf, 4, 2, 1)
         self.first_depth = nn.Conv2d(1, ngf, 4, 2, 1) if depth_input else None

@@ -107,6 +107,8 @@ class DOGUpsample(nn.Module):
 
     def __init__(self, cin: int, cout: int, groups: int = 2, kernel: int = 3):
         super().__init__()
+        if cin % groups:
+            raise ValueError(f"DOG: {cin} input channels do not split into {groups} deformable groups")
         self.groups, self.k = groups, kernel
         self.weight = nn.Parameter(torch.empty(cout, cin, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(cout))

@@ -172,8 +172,9 @@ def make_plots(spec: dict, results: Path, manifest_path: Path, out: Path) -> lis
     manifest = load_manifest(manifest_path, "test")
     long = pd.concat([pd.read_parquet(p) for p in sorted((results / "tables").glob("*.parquet"))], ignore_index=True)
     made = []
-    t1 = spec["figure_tables"]["methods"]
-    made.append(metric_bars(long[long.table == t1], spec["tables"][t1], ["FID", "LPIPS"],
+    t1 = spec["figure_tables"].get("methods")
+    table1 = spec["tables"][t1] if t1 else {"rows": [], "metrics": []}
+    made.append(metric_bars(long[long.table == t1] if t1 else long.iloc[0:0], table1, ["FID", "LPIPS"],
                             out / "fid_lpips_per_style.png", "FID and LPIPS per style (HIDA Figure 4)"))
     for tname, table in spec["tables"].items():
         if all("pending" in r for r in table["rows"]):
@@ -207,8 +208,10 @@ def make_plots(spec: dict, results: Path, manifest_path: Path, out: Path) -> lis
     for fig, key, title in (("grid_methods", "methods", "Photo, ground truth and each method (HIDA Figure 3)"),
                             ("grid_ablation", "ablation", "Ablation variants (HIDA Figure 6)"),
                             ("grid_dog", "dog", "DOG placements (HIDA Figure 9)")):
-        made.append(comparison_grid(manifest, table_sources(spec["figure_tables"][key]), k, out / f"{fig}.png",
-                                    title))
+        table = spec["figure_tables"].get(key)
+        sources = table_sources(table) if table else {}
+        made.append(comparison_grid(manifest, sources, k, out / f"{fig}.png",
+                                    title if table else f"{title}: no table configured (report.figures.{key})"))
     cross = {v: results / "samples" / v / str(info["seeds"][0]) / "cross"
              for v, info in variants.items() if info["style_aware"]}
     made.append(styles_grid(manifest, cross, out / "grid_styles.png"))

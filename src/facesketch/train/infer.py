@@ -43,7 +43,7 @@ def fit_to(x: torch.Tensor, size: int) -> torch.Tensor:
     return x[..., a:a + size, a:a + size]
 
 
-def test_inputs(photo_u8: torch.Tensor, depth: torch.Tensor | None, spec: dict):
+def network_inputs(photo_u8: torch.Tensor, depth: torch.Tensor | None, spec: dict):
     """uint8 photos (B, 3, S0, S0) and depth -> network inputs at input.crop."""
     image, crop = spec["input"]["image"], spec["input"]["crop"]
     x = photo_u8.float()
@@ -57,7 +57,7 @@ def test_inputs(photo_u8: torch.Tensor, depth: torch.Tensor | None, spec: dict):
     return x, depth
 
 
-def test_outputs(y: torch.Tensor, spec: dict, size: int) -> torch.Tensor:
+def network_outputs(y: torch.Tensor, spec: dict, size: int) -> torch.Tensor:
     """Network outputs (B, C, crop, crop) in [-1, 1] -> grey (B, 1, size, size) in [-1, 1]."""
     y = to_grey(fit_to(y.float(), spec["input"]["image"]))
     if y.shape[-1] != size:
@@ -85,9 +85,9 @@ def load_model(path: Path, device) -> tuple[dict, dict[str, torch.nn.Module]]:
 @torch.no_grad()
 def draw(generator: torch.nn.Module, spec: dict, photo_u8, depth, style_idx: torch.Tensor, size: int) -> np.ndarray:
     dev = next(generator.parameters()).device
-    x, d = test_inputs(photo_u8.to(dev), None if depth is None else depth.to(dev), spec)
+    x, d = network_inputs(photo_u8.to(dev), None if depth is None else depth.to(dev), spec)
     style = F.one_hot(style_idx.to(dev), 3).float()
-    return to_uint8(test_outputs(generator(x, d, style), spec, size))
+    return to_uint8(network_outputs(generator(x, d, style), spec, size))
 
 
 def infer(spec: dict, checkpoint: Path, manifest_path: Path, maps: Path, out: Path, style: str,

@@ -1,0 +1,151 @@
+"""Tables assembled from a small metrics Parquet made here; plots drawn from them."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from facesketch.report.tables import build_tables
+
+STYLES = ("Style1", "Style2", "Style3")
+
+
+def _metrics(variant: str, scoot_by_style: dict, seeds=(0,), fid_all=None, lpips=None) -> pd.DataFrame:
+    rows = []
+    for seed in seeds:
+        for style, values in scoot_by_style.items():
+            for i, v in enumerate(values):
+                image = f"photo1_image{style[-1]}{i:03d}"
+                rows.append(dict(variant=variant, seed=seed, style_asked=style, style_gt=style, image_id=image,
+                                 metric="SCOOT", value=v + 0.01 * seed, scope="image", n_images=1, reason=""))
+                rows.append(dict(variant=variant, seed=seed, style_asked=style, style_gt=style, image_id=image,
+                                 metric="LPIPS", value=math.nan if lpips is None else lpips, scope="image",
+                                 n_images=1, reason="" if lpips is not None else "LPIPS not computed: weights"))
+        rows.append(dict(variant=variant, seed=seed, style_asked="all", style_gt="all", image_id="", metric="FID",
+                         value=math.nan if fid_all is None else fid_all + seed, scope="set",
+                         n_images=sum(len(v) for v in scoot_by_style.values()),
+                         reason="" if fid_all is not None else "FID not computed: weights"))
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def spec():
+    return {
+        "name": "unit",
+        "metrics": {"framing": "aligned"},
+        "run_variants": ["a", "b", "c"],
+        "released": {"genre": {"path": "data/released/GENRE", "available": False}},
+        "tables": {"t": {
+            "title": "Test table", "source": "a paper", "note": "",
+            "metrics": ["FID", "LPIPS", "SCOOT"],
+            "rows": [
+                {"label": "A", "variant": "a", "paper": {"FID": 20.0, "SCOOT": 0.5}},
+                {"label": "B", "variant": "b", "paper": {"FID": 15.0, "SCOOT": 0.6, "LPIPS": 0.3}},
+                {"label": "C", "variant": "c"},
+                {"label": "D", "variant": "d"},
+                {"label": "GENRE", "released": "genre", "paper": {"FID": 20.67}},
+                {"label": "Later", "pending": "APDrawing is not ingested", "paper": {"FID": 56.58}},
+            ]}},
+    }
+
+
+def test_table_assembly(spec, tmp_path):
+    files = []
+    for name, scoot, fid, lp in (("a", {"Style1": [0.4, 0.6], "Style2": [0.5], "Style3": [0.2]}, 30.0, 0.3),
+                                 ("b", {"Style1": [0.7, 0.7], "Style2": [0.5], "Style3": [0.9]}, 25.0, None),
+                                 ("c", {"Style1": [0.1, 0.1], "Style2": [0.1], "Style3": [0.1]}, 40.0, 0.5)):
+        path = tmp_path / f"{name}.parquet"
+        _metrics(name, scoot, seeds=(0, 1) if name == "a" else (0,), fid_all=fid, lpips=lp).to_parquet(path)
+        files.append(path)
+    long = build_tables(spec, files, tmp_path / "tables")
+    t = long[long["style"] == "all"].set_index(["label", "metric"])
+    # A: two seeds -> mean and std over seeds; SCOOT mean of its 4 images + 0.01 seed shift
+    assert t.loc[("A", "SCOOT"), "ours"] == pytest.approx(np.mean([0.425, 0.435]))
+    assert t.loc[("A", "SCOOT"), "ours_std"] == pytest.approx(np.std([0.425, 0.435], ddof=1))
+    assert t.loc[("A", "SCOOT"), "n_seeds"] == 2 and t.loc[("A", "SCOOT"), "n_images"] == 4
+    assert t.loc[("A", "FID"), "ours"] == pytest.approx(30.5)
+    # paper values land in their row and column, differences are ours - paper
+    assert t.loc[("B", "SCOOT"), "paper"] == 0.6 and t.loc[("B", "SCOOT"), "diff"] == pytest.approx(0.7 - 0.6)
+    assert t.loc[("A", "FID"), "diff"] == pytest.approx(10.5)
+    assert math.isnan(t.loc[("A", "LPIPS"), "paper"]) and t.loc[("B", "LPIPS"), "paper"] == 0.3
+    # best / second per column, direction by metric
+    assert t.loc[("B", "FID"), "rank"] == 1 and t.loc[("A", "FID"), "rank"] == 2 and t.loc[("C", "FID"), "rank"] == 0
+    assert t.loc[("B", "SCOOT"), "rank"] == 1 and t.loc[("A", "SCOOT"), "rank"] == 2
+    assert t.loc[("A", "LPIPS"), "rank"] == 1 and t.loc[("C", "LPIPS"), "rank"] == 2  # lower is better
+    # rows without results explain themselves
+    assert "LPIPS not computed" in t.loc[("B", "LPIPS"), "reason"]
+    assert "variant d is not in this run" in t.loc[("D", "SCOOT"), "reason"]
+    assert "released results not found at data/released/GENRE" in t.loc[("GENRE", "FID"), "reason"]
+    assert t.loc[("Later", "FID"), "reason"] == "APDrawing is not ingested"
+    assert t.loc[("Later", "FID"), "paper"] == 56.58 and math.isnan(t.loc[("Later", "FID"), "ours"])
+    # per-style breakdown
+    s3 = long[(long["style"] == "Style3") & (long.metric == "SCOOT")].set_index("label")
+    assert s3.loc["B", "ours"] == pytest.approx(0.9) and s3.loc["B", "rank"] == 1
+    assert math.isnan(s3.loc["B", "paper"])  # papers report all styles only
+
+
+def test_table_files(spec, tmp_path):
+    path = tmp_path / "a.parquet"
+    _metrics("a", {"Style1": [0.4], "Style2": [0.5], "Style3": [0.6]}, fid_all=30.0, lpips=0.2).to_parquet(path)
+    build_tables(spec, [path], tmp_path / "tables")
+    md = (tmp_path / "tables" / "t.md").read_text()
+    assert "| A | **30.00** / 20.00 (+10.00) | **0.200** | **0.500** / 0.500 (+0.000) |" in md
+    assert "- variant d is not in this run (run.variants) (D)" in md
+    assert "### Test table — Style2" in md
+    assert "up to 3 test images and 1 seed(s)" in md and "aligned 250x250" in md
+    tex = (tmp_path / "tables" / "t.tex").read_text()
+    assert r"\textbf{30.00} / 20.00 (+10.00)" in tex and r"\begin{tabular}{lccc}" in tex
+    html = (tmp_path / "tables" / "t.html").read_text()
+    assert "<b>30.00</b>" in html and "released results not found" in html
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {
+        "t": {"A": {"FID": 30.0, "LPIPS": 0.2, "SCOOT": 0.5}}}
+    per_style = pd.read_csv(tmp_path / "per_style.csv")
+    assert set(per_style["style"]) == {"all", *STYLES}
+
+
+def test_corrupt_images_do_not_poison_a_mean(spec, tmp_path):
+    df = _metrics("a", {"Style1": [0.4, 0.6], "Style2": [0.5], "Style3": [0.2]}, fid_all=30.0, lpips=0.1)
+    df.loc[(df.metric == "SCOOT") & (df.image_id == "photo1_image1000"), ["value", "reason"]] = (
+        math.nan, "cannot read image x.png")
+    df.to_parquet(tmp_path / "a.parquet")
+    long = build_tables(spec, [tmp_path / "a.parquet"], tmp_path / "tables")
+    row = long[(long.label == "A") & (long.metric == "SCOOT") & (long["style"] == "all")].iloc[0]
+    assert row.ours == pytest.approx(np.mean([0.6, 0.5, 0.2])) and row.n_images == 3
+    assert "cannot read image" in row.reason
+
+
+def test_plots_and_grids(spec, tmp_path, tiny_prepared):
+    from facesketch.report.plots import make_plots
+
+    results = tmp_path / "results"
+    _metrics("a", {"Style1": [0.4], "Style2": [0.5], "Style3": [0.6]}, fid_all=30.0, lpips=0.2).to_parquet(
+        tmp_path / "a.parquet")
+    build_tables(spec, [tmp_path / "a.parquet"], results / "tables")
+    manifest = pd.read_parquet(tiny_prepared / "manifest.parquet")
+    test = manifest[manifest.split == "test"]
+    for r in test.itertuples():
+        out = results / "samples" / "a" / "0" / STYLES[r.style] / f"{r.id}.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Image.open(tiny_prepared / r.sketch).save(out)
+        for s in STYLES:
+            cross = results / "samples" / "a" / "0" / "cross" / s / f"{r.id}.png"
+            cross.parent.mkdir(parents=True, exist_ok=True)
+            Image.open(tiny_prepared / r.sketch).save(cross)
+    (results / "checkpoints" / "a" / "0").mkdir(parents=True)
+    pd.DataFrame({"epoch": [1, 2, 3], "G_gan": [1.0, 0.8, 0.7], "D": [0.7, 0.6, 0.6]}).to_csv(
+        results / "checkpoints" / "a" / "0" / "losses.csv", index=False)
+    plot_spec = {"tables": spec["tables"], "released": spec["released"], "grid_rows": 3,
+                 "variants": {"a": {"seeds": [0], "style_aware": True}, "b": {"seeds": [0], "style_aware": False}},
+                 "figure_tables": {"methods": "t", "ablation": "t", "dog": "t"}}
+    made = make_plots(plot_spec, results, tiny_prepared / "manifest.parquet", tmp_path / "plots")
+    names = {p.name for p in made}
+    assert {"fid_lpips_per_style.png", "metrics_per_style_t.png", "training_curves.png", "grid_methods.png",
+            "grid_ablation.png", "grid_dog.png", "grid_styles.png"} == names
+    for p in made:
+        w, h = Image.open(p).size
+        assert w > 300 and h > 150

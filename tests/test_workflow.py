@@ -1,0 +1,158 @@
+"""The workflow as users run it: snakemake plans every stage, bad configs stop before anything
+runs, the CLI reports errors in one line, and the demo DAG runs end to end through DVC."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from .conftest import REPO
+
+BIN = Path(sys.executable).parent
+DEMO = ["--configfile", "config.yaml", "src/facesketch/configs/demo.yaml"]
+
+
+def _env(**extra) -> dict:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **extra)
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    return env
+
+
+def _snakemake(*args, cwd=REPO, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "snakemake"), *args], cwd=cwd, env=env or _env(), capture_output=True, text=True)
+
+
+def test_dry_run_of_the_full_config_plans_every_stage(tmp_path):
+    r = _snakemake("-n", "--cores", "all", "--resources", "gpu=1", "--directory", str(REPO),
+                   env=_env(FS2K_ARCHIVE="/nonexistent/FS2K.zip"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, re.M))
+    for rule in ("fetch_fs2k", "extract_fs2k", "align_fs2k", "maps", "contact_sheet", "train", "infer", "infer_cross",
+                 "score", "tables", "plots", "all"):
+        assert rule in counts, f"{rule} not planned"
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    n_variants = len(cfg["variants"])
+    assert int(counts["train"]) == n_variants and int(counts["score"]) == n_variants
+    assert int(counts["infer"]) == 3 * n_variants and int(counts["maps"]) == 3
+    assert "resources: tmpdir=/tmp, gpu=1" in out  # GPU jobs declare it
+
+
+def test_demo_dry_run_plans_the_demo(tmp_path):
+    r = _snakemake("-n", *DEMO, env=_env(FS2K_ARCHIVE="/x/FS2K.zip"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", r.stdout + r.stderr, re.M))
+    assert counts["train"] == "3" and counts["infer"] == "9" and counts["infer_cross"] == "1"
+
+
+def test_bad_config_stops_snakemake_before_anything_runs(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("infer:\n  styles: [Style1, Style9]\n")
+    r = _snakemake("-n", "--configfile", "config.yaml", str(bad))
+    assert r.returncode != 0
+    assert "infer.styles[1]: 'Style9' is not one of 'Style1', 'Style2', 'Style3'" in r.stdout + r.stderr
+
+
+def test_cli_reports_user_errors_in_one_line(tmp_path):
+    r = subprocess.run([str(BIN / "facesketch"), "validate-config", "--config", str(tmp_path / "none.yaml")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "facesketch: error: config file not found" in r.stderr and "Traceback" not in r.stderr
+    ok = subprocess.run([str(BIN / "facesketch"), "validate-config", "--config", "config.yaml", "--config",
+                         "src/facesketch/configs/demo.yaml"], cwd=REPO, capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("ok: 15 variants")
+    summary = subprocess.run([str(BIN / "facesketch"), "summary", "--variant", "hida_full"], cwd=REPO,
+                             capture_output=True, text=True)
+    assert summary.returncode == 0 and "G    params    80.89 M" in summary.stdout
+    listing = subprocess.run([str(BIN / "facesketch"), "weights", "list", "--dir", str(tmp_path)], cwd=REPO,
+                             capture_output=True, text=True)
+    assert "mb1_120x120.pth" in listing.stdout and "missing" in listing.stdout
+
+
+def test_conda_envs_match_the_constraints():
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.lower()] = version
+    for env_file in (REPO / "envs").glob("*.yaml"):
+        env = yaml.safe_load(env_file.read_text())
+        pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+        for req in pip:
+            name, version = req.split("==")
+            assert pins[name.lower()] == version, f"{env_file.name}: {req} differs from constraints.txt"
+    for rules in (REPO / "rules").glob("*.smk"):
+        text = rules.read_text()
+        for env in re.findall(r'conda:\n\s+"\.\./envs/(\w+)\.yaml"', text):
+            assert (REPO / "envs" / f"{env}.yaml").is_file()
+        assert text.count("shell:") == text.count("conda:"), f"{rules.name}: a rule without a conda env"
+
+
+def test_every_subpackage_ships():
+    import tomllib
+
+    declared = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.relative_to(REPO / "src").parts[:-1]) for p in (REPO / "src").rglob("__init__.py")}
+    assert found | {"facesketch.schemas"} == declared
+
+
+# --- the demo, end to end, through DVC ----------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.fs2k
+def test_demo_end_to_end_with_dvc(fs2k_archive, repo_copy, tmp_path):
+    """`dvc repro demo_report` runs the whole demo DAG; a second one does nothing; a report-only
+    config change reruns only the report stage."""
+    root = repo_copy
+    env = _env(FS2K_ARCHIVE=str(fs2k_archive), FACESKETCH_WEIGHTS=str(tmp_path / "no-weights"))
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "copy"]):
+        subprocess.run(cmd, cwd=root, check=True)
+    first = subprocess.run([str(BIN / "dvc"), "repro", "demo_report"], cwd=root, env=env, capture_output=True,
+                           text=True)
+    assert first.returncode == 0, (first.stdout + first.stderr)[-5000:]
+    res = root / "results" / "demo"
+    for f in ("report.html", "metrics.json", "per_style.csv", "plots/grid_methods.png", "plots/training_curves.png",
+              "maps/depth_contact_sheet.png", "tables/hida_table1.md", "tables/cyclegan_table2.tex"):
+        assert (res / f).is_file(), f
+    # every table exists, rows without results explain themselves, and the demo's rows hold
+    # finite SCOOT and SSIM per style computed from the real sketches
+    cfg = yaml.safe_load((root / "config.yaml").read_text())
+    for table in cfg["tables"]:
+        long = pd.read_parquet(res / "tables" / f"{table}.parquet")
+        missing = long[long.ours.isna()]
+        assert (missing.reason != "").all(), table
+    metrics = pd.concat(pd.read_parquet(p) for p in (res / "metrics").glob("*.parquet"))
+    for variant in ("pix2pix", "hida_full", "cyclegan_attn_no_edge_normal"):
+        for metric in ("SCOOT", "SSIM"):
+            per_style = metrics[(metrics.variant == variant) & (metrics.metric == metric)].groupby("style_gt").value
+            assert per_style.count().min() > 0 and per_style.mean().between(0, 1).all(), (variant, metric)
+    t1 = pd.read_parquet(res / "tables" / "cyclegan_table2.parquet")
+    row = t1[(t1.label == "w/o edge & normal") & (t1.metric == "SSIM") & (t1["style"] == "all")].iloc[0]
+    assert 0 < row.ours < 1 and row.paper == 0.400
+    assert "pt_inception" in t1[(t1.metric == "LPIPS")].reason.iloc[0] or "lpips_alexnet" in " ".join(t1.reason)
+    html = (res / "report.html").read_text(errors="replace")
+    assert "Tables" in html and "Figures" in html
+    # nothing changed: nothing runs
+    again = subprocess.run([str(BIN / "dvc"), "repro", "demo_report"], cwd=root, env=env, capture_output=True,
+                           text=True)
+    assert again.returncode == 0 and "Running stage" not in again.stdout, again.stdout
+    # a report-only change: only the report stage runs, and inside it only the plots
+    demo = root / "src" / "facesketch" / "configs" / "demo.yaml"
+    demo.write_text(demo.read_text().replace("grid_rows: 4", "grid_rows: 3"))
+    third = subprocess.run([str(BIN / "dvc"), "repro", "demo_report"], cwd=root, env=env, capture_output=True,
+                           text=True)
+    assert third.returncode == 0, third.stdout[-3000:]
+    ran = re.findall(r"Running stage '(\w+)'", third.stdout)
+    assert ran == ["demo_report"], third.stdout
+    assert "rule plots" in third.stdout + third.stderr and "rule train" not in third.stdout + third.stderr
+    shutil.rmtree(root / ".dvc" / "cache", ignore_errors=True)
