@@ -150,7 +150,8 @@ def test_bicubic_upscale_derived_by_hand():
 def test_bicubic_antialiased_downscale_derived_by_hand():
     # in 4 -> out 2, scale 1/2: kernel 0.5 c(x/2), width 8; out[0] = 0.546875 x1 + 0.3984375 x2
     #   + 0.1015625 x3 - 0.046875 x4
-    np.testing.assert_allclose(protocol.imresize(np.array([[0.0, 0.0, 0.0, 128.0]]), 1, 2)[0], [-6.0, 70.0])  # out[1] mirrors out[0]: 0.546875 * 128
+    # out[1] mirrors out[0]: 0.546875 * 128
+    np.testing.assert_allclose(protocol.imresize(np.array([[0.0, 0.0, 0.0, 128.0]]), 1, 2)[0], [-6.0, 70.0])
     np.testing.assert_allclose(protocol.imresize(np.array([[64.0, 0.0, 0.0, 0.0]]), 1, 2)[0], [35.0, -3.0])
     u8 = protocol.imresize(np.array([[0, 0, 0, 128]], np.uint8), 1, 2)
     assert u8.dtype == np.uint8 and u8.tolist() == [[0, 70]]  # rounded and clipped like MATLAB's uint8
