@@ -112,7 +112,7 @@ class Precision:
 class Engine:
     """Builds the networks of a variant and runs its training steps."""
 
-    def __init__(self, spec: dict, device: torch.device, weights_dir: Path):
+    def __init__(self, spec: dict, device: torch.device, weights_dir: Path, fast_optimizers: bool = True):
         self.spec, self.device = spec, device
         self.paired = spec["family"] == "paired"
         self.nets = registry.build(spec)
@@ -145,8 +145,8 @@ class Engine:
         else:
             g_params = list(self.nets["G_A"].parameters()) + list(self.nets["G_B"].parameters())
             d_params = list(self.nets["D_A"].parameters()) + list(self.nets["D_B"].parameters())
-        self.opt_g = make_optimizer(g_params, opt, opt["lr_g"], device)
-        self.opt_d = make_optimizer(d_params, opt, opt["lr_d"], device)
+        self.opt_g = make_optimizer(g_params, opt, opt["lr_g"], device, fast_optimizers)
+        self.opt_d = make_optimizer(d_params, opt, opt["lr_d"], device, fast_optimizers)
         self.sched = [make_scheduler(self.opt_g, spec["schedule"]), make_scheduler(self.opt_d, spec["schedule"])]
         self.run = {name: (WithAux(net) if name.startswith("G") else net) for name, net in self.nets.items()}
         self.pools: dict[str, ImagePool] = {}
