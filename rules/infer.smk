@@ -17,6 +17,8 @@ rule infer:
         "../envs/train.yaml"
     log:
         f"{LOGS}/infer_{{variant}}_{{seed}}_{{style}}.log",
+    benchmark:
+        f"{RES}/benchmarks/infer_{{variant}}_{{seed}}_{{style}}.tsv"
     shell:
         "facesketch infer --spec {params.spec} --checkpoint {input.model} --manifest {input.manifest}"
         " --maps {MAPS} --out {output} --style {wildcards.style} --batch-size {params.batch}"

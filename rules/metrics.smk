@@ -50,6 +50,8 @@ rule score_released:
         "../envs/metrics.yaml"
     log:
         f"{LOGS}/score_released_{{released}}.log",
+    benchmark:
+        f"{RES}/benchmarks/score_released_{{released}}.tsv"
     shell:
         "facesketch evaluate {params.folder} --manifest {input.manifest} --out {output} --framing {params.framing}"
         " --label {params.label} --spec {params.spec} --weights {params.weights} --device {CFG[device]} 2> {log}"

@@ -11,6 +11,16 @@ def caption(figure):
     return "report/metrics_per_style.rst" if figure.startswith("metrics_per_style") else f"report/{figure}.rst"
 
 
+def subcategory(figure):
+    """Figures grouped as the tables are: a table's per-style figure under its title."""
+    if figure.startswith("metrics_per_style_"):
+        return CFG["tables"][figure.removeprefix("metrics_per_style_")]["title"]
+    if figure == "fid_lpips_per_style":
+        return CFG["tables"][CFG["report"]["figures"]["methods"]]["title"] if "methods" in CFG["report"]["figures"] \
+            else "Per style"
+    return "Image grids" if figure.startswith("grid") else "Training"
+
+
 rule tables:
     input:
         metric_files(),
@@ -41,8 +51,8 @@ rule plots:
         cross=cross_samples(),
         manifest=f"{FS2K}/manifest.parquet",
     output:
-        [report(f"{RES}/plots/{f}", caption=caption(n), category="Figures", labels={"figure": n})
-         for n, f in PLOTS.items()],
+        [report(f"{RES}/plots/{f}", caption=caption(n), category="Figures", subcategory=subcategory(n),
+                labels={"figure": n}) for n, f in PLOTS.items()],
     params:
         spec=q(plot_spec(CFG, RELEASED_AVAILABLE)),
     conda:

