@@ -1,7 +1,11 @@
 # Shared by every rules file: the validated config, paths, and input functions.
 import copy
+import os
 import shlex
+import sys
 from pathlib import Path
+
+from snakemake.settings.types import DeploymentMethod
 
 from facesketch import STYLES
 from facesketch.config import (archive_source, finalize, run_released, run_variants, spec_json,
@@ -11,8 +15,11 @@ from facesketch.report.plots import plot_files
 
 CFG = finalize(copy.deepcopy(config))  # raises a ConfigError naming the key before anything runs
 
-# Rules call the `facesketch` CLI. Inside --sdm conda environments the package is not
-# installed, so there the command runs the CLI from src/ (the same code).
+# Rules call the `facesketch` CLI. Without --sdm conda, jobs find it beside the Python that
+# runs Snakemake (the project's virtual environment), even when that is not on PATH. Inside
+# conda environments the package is not installed, so there the command runs the CLI from src/.
+if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 shell.prefix(
     "set -euo pipefail; "
     # (braces doubled: Snakemake formats shell commands)

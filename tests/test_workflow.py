@@ -20,9 +20,12 @@ BIN = Path(sys.executable).parent
 DEMO = ["--configfile", "config.yaml", "src/facesketch/configs/demo.yaml"]
 
 
-def _env(**extra) -> dict:
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **extra)
+def _env(activated: bool = False, **extra) -> dict:
+    """The environment of a user who did (or did not) activate the virtual environment."""
+    path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p) != BIN]
+    env = dict(os.environ, PATH=os.pathsep.join(([str(BIN)] if activated else []) + path), **extra)
     env.pop("CUDA_VISIBLE_DEVICES", None)
+    env.pop("VIRTUAL_ENV", None)
     return env
 
 
@@ -65,6 +68,15 @@ def test_released_results_are_scored_when_their_folder_exists(tmp_path):
     assert "rule score_released" in out and "released_genre.parquet" in out
     assert f"facesketch evaluate '{folder}'" in out and "--framing original --label released:genre" in out
     assert "released_mdal" not in out  # folders that do not exist are left to the tables to explain
+
+
+def test_jobs_find_the_cli_without_an_activated_venv(repo_copy, tiny_fs2k, tmp_path):
+    """`.venv/bin/snakemake` from a shell that never activated the venv (as `make demo` runs it)."""
+    overlay = tmp_path / "tiny.yaml"
+    overlay.write_text(yaml.safe_dump({"fs2k": {"archive": str(tiny_fs2k), "sha256": None}}))
+    r = _snakemake("--cores", "1", *DEMO, str(overlay), "--", "data/demo/fs2k/raw", cwd=repo_copy)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert (repo_copy / "data" / "demo" / "fs2k" / "raw" / "FS2K" / "anno_train.json").is_file()
 
 
 def test_bad_config_stops_snakemake_before_anything_runs(tmp_path):
@@ -127,7 +139,7 @@ def test_demo_end_to_end_with_dvc(fs2k_archive, repo_copy, tmp_path):
     """`dvc repro demo_report` runs the whole demo DAG; a second one does nothing; a report-only
     config change reruns only the report stage."""
     root = repo_copy
-    env = _env(FS2K_ARCHIVE=str(fs2k_archive), FACESKETCH_WEIGHTS=str(tmp_path / "no-weights"))
+    env = _env(activated=True, FS2K_ARCHIVE=str(fs2k_archive), FACESKETCH_WEIGHTS=str(tmp_path / "no-weights"))
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "copy"]):
         subprocess.run(cmd, cwd=root, check=True)
