@@ -46,9 +46,20 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _note(ax, text: str) -> None:
-    ax.text(0.5, 0.5, "\n".join(textwrap.wrap(text, 48)[:6]), ha="center", va="center", fontsize=9,
+def _note(ax, text: str, lines: int = 8) -> None:
+    wrapped = textwrap.wrap(text, 48)
+    if len(wrapped) > lines:
+        wrapped = wrapped[:lines - 1] + [wrapped[lines - 1][:44] + " ..."]
+    ax.text(0.5, 0.5, "\n".join(wrapped), ha="center", va="center", fontsize=8.5,
             transform=ax.transAxes, bbox={"boxstyle": "round", "fc": "#fff4e0", "ec": "#d9a441"})
+
+
+def _why_empty(part: pd.DataFrame, metric: str) -> str:
+    """'LPIPS: no results. A, B: <reason>; C: <reason>' — each reason once, with its rows."""
+    by_reason: dict[str, list[str]] = {}
+    for label, reason in part.drop_duplicates("label")[["label", "reason"]].itertuples(index=False):
+        by_reason.setdefault(reason or "no results", []).append(label)
+    return f"{metric}: no results. " + "; ".join(f"{', '.join(ls)}: {r}" for r, ls in by_reason.items())
 
 
 def metric_bars(long: pd.DataFrame, table: dict, metrics: list[str], path: Path, title: str) -> Path:
@@ -64,8 +75,7 @@ def metric_bars(long: pd.DataFrame, table: dict, metrics: list[str], path: Path,
         ax.set_xlabel("style")
         ax.set_ylabel(metric)
         if ok.empty:
-            reasons = [r for r in part.reason.unique() if r]
-            _note(ax, f"{metric} not available: {reasons[0] if reasons else 'no results'}")
+            _note(ax, _why_empty(part, metric))
             ax.set_xticks(range(3), STYLES)
             ax.set_xlim(-0.5, 2.5)
             continue
@@ -88,6 +98,8 @@ def metric_bars(long: pd.DataFrame, table: dict, metrics: list[str], path: Path,
 def training_curves(runs: dict[str, Path], path: Path) -> Path:
     """Per-epoch losses of every trained variant (first seed), one panel each."""
     plt, _ = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     names = list(runs)
     cols = min(3, max(1, len(names)))
     rows = max(1, int(np.ceil(len(names) / cols)))
@@ -105,6 +117,7 @@ def training_curves(runs: dict[str, Path], path: Path) -> Path:
         df = pd.read_csv(csv)
         for col in [c for c in df.columns if c.startswith(("G_", "D"))]:
             ax.plot(df.epoch, df[col], marker="o" if len(df) < 15 else None, label=col)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7)
     if not names:
         _note(axes.flat[0], "no variants trained in this run")
