@@ -18,12 +18,15 @@ def subcategory(figure):
     if figure == "fid_lpips_per_style":
         return CFG["tables"][CFG["report"]["figures"]["methods"]]["title"] if "methods" in CFG["report"]["figures"] \
             else "Per style"
+    if figure == "metrics_by_attribute":
+        return "Beyond the papers"
     return "Image grids" if figure.startswith("grid") else "Training"
 
 
 rule tables:
     input:
-        metric_files(),
+        metrics=metric_files(),
+        manifest=f"{FS2K}/manifest.parquet",
     output:
         parquet=expand(f"{RES}/tables/{{table}}.parquet", table=TABLES),
         md=expand(f"{RES}/tables/{{table}}.md", table=TABLES),
@@ -32,6 +35,8 @@ rule tables:
                      subcategory=CFG["tables"][t]["title"]) for t in TABLES],
         json=f"{RES}/metrics.json",
         csv=f"{RES}/per_style.csv",
+        attributes=f"{RES}/tables/attributes.parquet",
+        attributes_md=f"{RES}/tables/attributes.md",
     params:
         spec=q(table_spec(CFG, RELEASED_AVAILABLE)),
     conda:
@@ -39,8 +44,8 @@ rule tables:
     log:
         f"{LOGS}/tables.log",
     shell:
-        "facesketch tables --spec {params.spec} --metrics {input} --out {RES}/tables"
-        " --metrics-json {output.json} --plots-csv {output.csv} 2> {log}"
+        "facesketch tables --spec {params.spec} --metrics {input.metrics} --manifest {input.manifest}"
+        " --out {RES}/tables --metrics-json {output.json} --plots-csv {output.csv} 2> {log}"
 
 
 rule plots:

@@ -144,8 +144,25 @@ def test_plots_and_grids(spec, tmp_path, tiny_prepared):
                  "figure_tables": {"methods": "t", "ablation": "t", "dog": "t"}}
     made = make_plots(plot_spec, results, tiny_prepared / "manifest.parquet", tmp_path / "plots")
     names = {p.name for p in made}
-    assert {"fid_lpips_per_style.png", "metrics_per_style_t.png", "training_curves.png", "grid_methods.png",
-            "grid_ablation.png", "grid_dog.png", "grid_styles.png"} == names
+    assert {"fid_lpips_per_style.png", "metrics_per_style_t.png", "metrics_by_attribute.png", "training_curves.png",
+            "grid_methods.png", "grid_ablation.png", "grid_dog.png", "grid_styles.png"} == names
     for p in made:
         w, h = Image.open(p).size
         assert w > 300 and h > 150
+
+
+def test_metrics_by_fs2k_annotation(tiny_prepared, tmp_path):
+    from facesketch.report.tables import attribute_breakdown, attributes_markdown
+
+    manifest = pd.read_parquet(tiny_prepared / "manifest.parquet")
+    test = manifest[manifest.split == "test"]
+    rows = [dict(variant="v", seed=0, style_asked="Style1", style_gt="Style1", image_id=r.id, metric="SCOOT",
+                 value=0.2 + 0.4 * r.gender, scope="image", n_images=1, reason="") for r in test.itertuples()]
+    rows.append(dict(variant="v", seed=0, style_asked="all", style_gt="all", image_id="", metric="FID", value=9.0,
+                     scope="set", n_images=len(test), reason=""))
+    df = attribute_breakdown(pd.DataFrame(rows), manifest)
+    g = df[(df.attribute == "gender")].set_index("code")
+    assert g.loc[0, "mean"] == pytest.approx(0.2) and g.loc[1, "mean"] == pytest.approx(0.6)
+    assert g.n_images.sum() == len(test) and "FID" not in set(df.metric)
+    md = attributes_markdown(df)
+    assert "gender=0" in md and "0.600 (n=" in md

@@ -164,7 +164,7 @@ def cmd_tables(args) -> int:
     from facesketch.report.tables import build_tables
 
     spec = _parse_spec(args.spec)
-    optional = [Path(p) if p else None for p in (args.metrics_json, args.plots_csv)]
+    optional = [Path(p) if p else None for p in (args.metrics_json, args.plots_csv, args.manifest)]
     build_tables(spec, [Path(m) for m in args.metrics], Path(args.out), *optional)
     return 0
 
@@ -297,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--metrics-json", help="DVC metrics file (default: OUT/../metrics.json)")
     p.add_argument("--plots-csv", help="DVC plots file (default: OUT/../per_style.csv)")
+    p.add_argument("--manifest", help="with it, also the metrics by FS2K annotation (attributes.*)")
     p.set_defaults(func=cmd_tables)
 
     p = sub.add_parser("plots", help="per-style plots, training curves and image grids")

@@ -23,7 +23,6 @@ from facesketch.report.grid import save_grid
 
 log = logging.getLogger(__name__)
 
-FIGURES = ("fid_lpips_per_style", "training_curves", "grid_methods", "grid_ablation", "grid_dog", "grid_styles")
 
 
 def _plt():
@@ -91,6 +90,27 @@ def metric_bars(long: pd.DataFrame, table: dict, metrics: list[str], path: Path,
     handles = [plt.Rectangle((0, 0), 1, 1, color=palette[lab]) for lab in labels]
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), title="method", fontsize=8)
     fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def attribute_bars(df: pd.DataFrame, path: Path, metrics=("SCOOT", "SSIM", "FSIM")) -> Path:
+    """Beyond the papers: each method's metrics split by FS2K annotation codes of the test photo."""
+    plt, sns = _plt()
+    metrics = [m for m in metrics if not df.empty and m in set(df.metric)] or ["SCOOT"]
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(13, 3.2 * len(metrics)), squeeze=False)
+    for ax, metric in zip(axes[:, 0], metrics):
+        part = df[df.metric == metric].copy() if not df.empty else df
+        ax.set_title(f"{metric} by FS2K annotation of the test photo (codes as in anno_test.json)")
+        ax.set_ylabel(metric)
+        if part.empty:
+            _note(ax, f"{metric}: no per-image values in this run")
+            continue
+        part["group"] = part.attribute + "=" + part.code.astype(str)
+        sns.barplot(data=part, x="group", y="mean", hue="variant", ax=ax, errorbar=None)
+        ax.set_xlabel("annotation = code")
+        ax.tick_params(axis="x", rotation=45, labelsize=8)
+        ax.legend(fontsize=7, title="method", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return _save(fig, path)
 
@@ -183,7 +203,7 @@ def make_plots(spec: dict, results: Path, manifest_path: Path, out: Path) -> lis
     grid_rows}."""
     results, out = Path(results), Path(out)
     manifest = load_manifest(manifest_path, "test")
-    long = pd.concat([pd.read_parquet(p) for p in sorted((results / "tables").glob("*.parquet"))], ignore_index=True)
+    long = pd.concat([pd.read_parquet(results / "tables" / f"{t}.parquet") for t in spec["tables"]], ignore_index=True)
     made = []
     t1 = spec["figure_tables"].get("methods")
     table1 = spec["tables"][t1] if t1 else {"rows": [], "metrics": []}
@@ -194,6 +214,9 @@ def make_plots(spec: dict, results: Path, manifest_path: Path, out: Path) -> lis
             continue
         made.append(metric_bars(long[long.table == tname], table, table["metrics"],
                                 out / f"metrics_per_style_{tname}.png", table["title"] + " — per style"))
+    attributes = results / "tables" / "attributes.parquet"
+    made.append(attribute_bars(pd.read_parquet(attributes) if attributes.is_file() else pd.DataFrame(),
+                               out / "metrics_by_attribute.png"))
     variants = spec["variants"]
     runs = {v: results / "checkpoints" / v / str(info["seeds"][0]) for v, info in variants.items()}
     made.append(training_curves(runs, out / "training_curves.png"))
@@ -251,5 +274,5 @@ def plot_files(cfg: dict) -> dict[str, str]:
     names = ["fid_lpips_per_style"]
     names += [f"metrics_per_style_{t}" for t, table in cfg["tables"].items()
               if not all("pending" in r for r in table["rows"])]
-    names += ["training_curves", "grid_methods", "grid_ablation", "grid_dog", "grid_styles"]
+    names += ["metrics_by_attribute", "training_curves", "grid_methods", "grid_ablation", "grid_dog", "grid_styles"]
     return {n: f"{n}.png" for n in names}

@@ -230,7 +230,7 @@ def to_html(spec: dict, tname: str, long: pd.DataFrame) -> str:
 
 
 def build_tables(spec: dict, metric_files: list[Path], out: Path, metrics_json: Path | None = None,
-                 plots_csv: Path | None = None) -> pd.DataFrame:
+                 plots_csv: Path | None = None, manifest: Path | None = None) -> pd.DataFrame:
     out = Path(out)
     metrics_json = Path(metrics_json or out.parent / "metrics.json")
     plots_csv = Path(plots_csv or out.parent / "per_style.csv")
@@ -242,6 +242,12 @@ def build_tables(spec: dict, metric_files: list[Path], out: Path, metrics_json: 
         write_text(out / f"{tname}.md", to_markdown(spec, tname, long))
         write_text(out / f"{tname}.tex", to_latex(spec, tname, long))
         write_text(out / f"{tname}.html", to_html(spec, tname, long))
+    if manifest is not None:
+        from facesketch.data.fs2k import load_manifest
+
+        attrs = attribute_breakdown(metrics, load_manifest(manifest, "test"))
+        write_parquet(out / "attributes.parquet", attrs)
+        write_text(out / "attributes.md", attributes_markdown(attrs))
     ours = long[np.isfinite(long.ours)] if len(long) else long
     summary: dict = {}
     for r in ours[ours["style"] == "all"].itertuples() if len(ours) else []:
@@ -251,6 +257,47 @@ def build_tables(spec: dict, metric_files: list[Path], out: Path, metrics_json: 
     write_text(plots_csv, (long[cols] if len(long) else pd.DataFrame(columns=cols)).to_csv(index=False))
     log.info("tables: %d written to %s", len(spec["tables"]), out)
     return long
+
+
+ATTRIBUTES = ("gender", "smile", "frontal_face", "hair", "earring", "hair_color")
+
+
+def attribute_breakdown(metrics: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+    """Beyond the papers: each method's per-image metrics split by the FS2K annotations of the
+    test photo (codes as in FS2K's JSON files), to show where methods fail. Means over images of
+    all seeds; FID is a set metric and is left out."""
+    img = metrics[(metrics.scope == "image") & metrics.value.notna()]
+    if img.empty:
+        return pd.DataFrame(columns=["variant", "attribute", "code", "metric", "mean", "n_images"])
+    attrs = manifest.set_index("id")[list(ATTRIBUTES)]
+    joined = img.join(attrs, on="image_id")
+    parts = []
+    for a in ATTRIBUTES:
+        g = joined.groupby(["variant", a, "metric"]).value.agg(["mean", "count"]).reset_index()
+        parts.append(g.rename(columns={a: "code", "count": "n_images"}).assign(attribute=a))
+    out = pd.concat(parts, ignore_index=True)
+    out["code"] = out["code"].astype(int)
+    return out[["variant", "attribute", "code", "metric", "mean", "n_images"]]
+
+
+def attributes_markdown(df: pd.DataFrame) -> str:
+    lines = ["### Metrics by FS2K annotation (beyond the papers)", "",
+             "Mean per-image value over the test photos with each annotation code (codes as in FS2K's "
+             "anno_test.json; n = images). Only methods scored in this run.", ""]
+    if df.empty:
+        return "\n".join(lines + ["No per-image metrics in this run.", ""])
+    for metric in sorted(df.metric.unique()):
+        part = df[df.metric == metric]
+        cols = [(a, c) for a in ATTRIBUTES for c in sorted(part[part.attribute == a].code.unique())]
+        lines.append(f"#### {metric}\n")
+        lines.append("| method | " + " | ".join(f"{a}={c}" for a, c in cols) + " |")
+        lines.append("|---|" + "---|" * len(cols))
+        for v in sorted(part.variant.unique()):
+            pv = part[part.variant == v].set_index(["attribute", "code"])
+            cells = [f"{pv.loc[k, 'mean']:.3f} (n={int(pv.loc[k, 'n_images'])})" if k in pv.index else "—" for k in cols]
+            lines.append(f"| {v} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def table_spec(cfg: dict, released_available: dict[str, bool]) -> dict:
