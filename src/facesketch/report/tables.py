@@ -294,7 +294,8 @@ def attributes_markdown(df: pd.DataFrame) -> str:
         lines.append("|---|" + "---|" * len(cols))
         for v in sorted(part.variant.unique()):
             pv = part[part.variant == v].set_index(["attribute", "code"])
-            cells = [f"{pv.loc[k, 'mean']:.3f} (n={int(pv.loc[k, 'n_images'])})" if k in pv.index else "—" for k in cols]
+            cells = [f"{pv.loc[k, 'mean']:.3f} (n={int(pv.loc[k, 'n_images'])})" if k in pv.index else "—"
+                     for k in cols]
             lines.append(f"| {v} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
