@@ -98,7 +98,7 @@ def infer(spec: dict, checkpoint: Path, manifest_path: Path, maps: Path, out: Pa
     saved_spec, gens = load_model(checkpoint, dev)
     if ckpt.spec_hash(saved_spec) != ckpt.spec_hash(spec):
         raise DataError(f"{checkpoint} was trained with a different spec of {spec.get('name')}; retrain it")
-    generator = gens.get("G") or gens["G_A"]
+    generator = gens["G"] if "G" in gens else gens["G_A"]  # unpaired: photo -> sketch
     manifest = load_manifest(manifest_path, "test")
     if style == "cross":
         ids = sorted(manifest.id)[:cross_style]

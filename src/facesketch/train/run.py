@@ -55,7 +55,7 @@ def _sample_ids(manifest_path: Path, k: int = 4) -> list[str]:
 
 def _write_samples(engine: Engine, spec: dict, samples, path: Path) -> None:
     rows_meta, tensors = samples
-    gen = engine.nets.get("G") or engine.nets["G_A"]
+    gen = engine.nets["G"] if "G" in engine.nets else engine.nets["G_A"]
     was = gen.training
     gen.eval()
     size = tensors["photo"].shape[-1]
