@@ -103,3 +103,42 @@ def test_required_follows_the_config():
 def test_unknown_entry():
     with pytest.raises(WeightsError, match="no weights named 'x'"):
         weights.entry("x")
+
+
+def test_fetch_checks_before_rename_and_hashes_once(tmp_path, monkeypatch):
+    import requests
+
+    data = b"w" * 1000
+    entry = weights.REGISTRY["vgg19"]
+
+    class Response:
+        headers = {"content-length": str(len(data))}
+
+        def __init__(self, body):
+            self.body = body
+
+        def raise_for_status(self):
+            pass
+
+        def iter_content(self, n):
+            yield self.body
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            pass
+
+    monkeypatch.setitem(weights.REGISTRY, "vgg19", weights.WeightFile(
+        **{**entry.__dict__, "sha256_prefix": hashlib.sha256(data).hexdigest()[:8]}))
+    monkeypatch.setattr(requests, "get", lambda *a, **k: Response(b"corrupted"))
+    with pytest.raises(WeightsError, match="could not fetch 'vgg19'"):
+        weights.fetch("vgg19", tmp_path)
+    assert not list((tmp_path / "vgg").iterdir())  # a bad download never lands
+    monkeypatch.setattr(requests, "get", lambda *a, **k: Response(data))
+    path = weights.fetch("vgg19", tmp_path)
+    assert path.read_bytes() == data
+    calls = []
+    monkeypatch.setattr(weights, "sha256_file", lambda p: calls.append(p) or "x")
+    weights.require("vgg19", tmp_path)
+    assert not calls  # the check made before the rename stands

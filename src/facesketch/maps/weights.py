@@ -238,9 +238,9 @@ def fetch(name: str, weights_dir: Path) -> Path:
                         for chunk in r.iter_content(1 << 20):
                             f.write(chunk)
                             bar.update(len(chunk))
-                    verify(name, tmp)
-                    _stamp(tmp).unlink(missing_ok=True)
-            verify(name, target)
+                    verify(name, tmp)  # checked before the rename
+            # the rename keeps size and mtime, so the stamp of the check applies to the target
+            os.replace(_stamp(tmp), _stamp(target))
             return target
         except (requests.RequestException, WeightsError) as e:
             errors.append(f"{url}: {e}")

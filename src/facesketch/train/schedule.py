@@ -25,11 +25,11 @@ def make_optimizer(params, spec: dict, lr: float, device: torch.device, fast: bo
     # fused kernels on CUDA (one launch per step), foreach elsewhere; fast=False is the
     # per-parameter loop of older code (the throughput benchmark's reference)
     if not fast:
-        fast = {"foreach": False}
+        impl = {"foreach": False}
     else:
-        fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+        impl = {"fused": True} if device.type == "cuda" else {"foreach": True}
     cls = torch.optim.AdamW if kind == "adamw" else torch.optim.Adam
-    return cls([p for p in params if p.requires_grad], lr=lr, betas=betas, weight_decay=wd, **fast)
+    return cls([p for p in params if p.requires_grad], lr=lr, betas=betas, weight_decay=wd, **impl)
 
 
 def make_scheduler(opt: torch.optim.Optimizer, schedule: dict) -> torch.optim.lr_scheduler.LambdaLR:
