@@ -53,7 +53,7 @@ def test_demo_overlay_is_valid_and_scaled_down():
 
 def test_defaults_are_filled(raw):
     cfg = fin({"fs2k": {}, "train_defaults": raw["train_defaults"], "variants": {"v": raw["variants"]["cyclegan"]}})
-    assert cfg["follow"] == "paper"
+    assert cfg["follow"] == "code"  # a reproduction does by default what the authors' code did
     assert cfg["metrics"]["names"] == ["FID", "LPIPS", "SCOOT", "FSIM", "SSIM", "MS-SSIM"]
     assert cfg["fs2k"]["align"] == {"size": 250, "method": "box", "portrait_top": 0.12}
     assert cfg["infer"]["styles"] == ["Style1", "Style2", "Style3"]
@@ -92,7 +92,7 @@ def test_cross_references_are_checked(raw):
 
 
 def test_extends_chain_follow_and_overrides(raw):
-    cfg = fin(raw)
+    cfg = fin(deep_merge(raw, {"follow": "paper"}))
     full = cfg["resolved"]["hida_full"]
     # hida_full <- hida_D <- hida_C <- hida_B <- [hida_base, hida_paper]
     assert full["generator"]["dog"] == "top2"
@@ -100,7 +100,9 @@ def test_extends_chain_follow_and_overrides(raw):
     assert full["generator"]["decoder_norm"] == "dyspade"
     assert full["losses"]["gan"]["type"] == "vanilla" and full["generator"]["residual"] == "paper"
     code = fin(deep_merge(raw, {"follow": "code"}))["resolved"]["hida_full"]
-    assert code["losses"]["gan"] == {"type": "hinge", "weight": 1.0, "d_extra": True}
+    assert code["losses"]["gan"] == {"type": "hinge", "weight": 1.0, "d_extra": True, "fake_depth": "input"}
+    assert full["losses"]["gan"]["fake_depth"] == "reconstructed"  # paper Eq. 8
+    assert fin(raw)["resolved"]["hida_full"] == code  # config.yaml follows the released code by default
     assert code["losses"]["textural"]["mode"] == "prewitt_photo" and code["generator"]["residual"] == "code"
     assert code["optimizer"]["type"] == "adamw" and code["schedule"] == {"epochs": 800, "decay_epochs": 400}
     # train_overrides beat the variant's own keys; train_defaults lose to them

@@ -29,9 +29,11 @@ def test_gan_losses_on_known_logits():
     assert h.d_loss(real, fake).item() == pytest.approx((0 + 1) / 2 + (0 + 2) / 2)
     assert h.g_loss(fake).item() == pytest.approx(0.0)
     extra = L.GANLoss("hinge", d_extra=True)
-    assert extra.d_loss(real, fake).item() == pytest.approx(1.5 + 2 * (0.0 - 1.0) ** 4)
-    # multi-scale outputs are averaged over scales
-    assert ls.g_loss([fake, fake]).item() == pytest.approx(ls.g_loss(fake).item())
+    # released hinge_panalty: 0.5 * MSE(mean f, mean r)^2 * lambda_panalty 2 = (0 - 1)^4
+    assert extra.d_loss(real, fake).item() == pytest.approx(1.5 + 0.5 * ((0.0 - 1.0) ** 2) ** 2 * 2)
+    # multi-scale outputs are summed over scales (pix2pixHD's GANLoss: loss += per scale)
+    assert ls.g_loss([fake, fake]).item() == pytest.approx(2 * ls.g_loss(fake).item())
+    assert ls.d_loss([real, real], [fake, fake]).item() == pytest.approx(2 * ls.d_loss(real, fake).item())
     with pytest.raises(ValueError):
         L.GANLoss("wgan")
 

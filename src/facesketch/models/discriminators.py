@@ -48,7 +48,9 @@ class PatchGAN(nn.Module):
 
 class HIDADiscriminator(nn.Module):
     """HIDA's released discriminator on cat(depth, sketch): stages 64-128-256-512 with the norm
-    before each conv, LeakyReLU 0.2, padding 2 (35x35 logits for 256x256 input)."""
+    before each conv, LeakyReLU 0.2, padding 2, then InstanceNorm over the last features and
+    LeakyReLU 0.2 before the 1-channel conv (spade_discraminator.py NLayerDiscriminator; 35x35
+    logits for 256x256 input)."""
 
     def __init__(self, cin: int, ndf: int = 64, n_layers: int = 3, norm: str = "instance"):
         super().__init__()
@@ -59,6 +61,7 @@ class HIDADiscriminator(nn.Module):
             stride = 2 if n < n_layers else 1
             stages.append(nn.Sequential(_norm(norm, c), _conv(c, c_out, stride, 2, norm), nn.LeakyReLU(0.2)))
             c = c_out
+        stages.append(nn.Sequential(nn.InstanceNorm2d(c), nn.LeakyReLU(0.2)))
         stages.append(nn.Sequential(_conv(c, 1, 1, 2, "none")))
         self.stages = nn.ModuleList(stages)
 

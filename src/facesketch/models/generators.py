@@ -120,7 +120,7 @@ class HIDAGenerator(nn.Module):
                 act=decoder_activation, appearance=appearance and k > 0, depth=depth_input,
                 style_channels=cond_style, residual=residual, dropout=k < 3, depth_pyramid=depth_pyramid))
             prev = out
-        head_act = "metaacon" if decoder_activation in ("metaacon", "infoacon") else "relu"
+        head_act = "metaacon" if decoder_activation in ("metaacon", "infoacon") else decoder_activation
         self.sketch_head = nn.Sequential(activation(head_act, 2 * ngf),
                                          nn.ConvTranspose2d(2 * ngf, out_channels, 4, 2, 1), nn.Tanh())
         self.depth_head = None

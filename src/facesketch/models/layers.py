@@ -166,8 +166,8 @@ class IDAUp(nn.Module):
             self.f_act = InfoACON(cout)
         elif act == "metaacon":
             self.f_act = MetaACON(cout)
-        elif act == "relu":
-            self.f_act = nn.ReLU()
+        elif act in ("relu", "leakyrelu"):
+            self.f_act = activation(act, cout)
         else:
             raise ValueError(f"unknown decoder activation {act!r}")
         self.dropout = nn.Dropout(0.5) if dropout else nn.Identity()

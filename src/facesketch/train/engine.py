@@ -117,7 +117,8 @@ class Engine:
         self.paired = spec["family"] == "paired"
         self.nets = registry.build(spec)
         for net in self.nets.values():
-            registry.init_weights(net)
+            if spec.get("init", "normal") == "normal":  # "default": PyTorch's own, as released HIDA
+                registry.init_weights(net)
             net.to(device)
         self.precision = Precision(spec.get("precision", "fp32"), device)
         if device.type == "cuda" and spec.get("channels_last", False):
@@ -126,6 +127,8 @@ class Engine:
         losses = spec["losses"]
         gan = losses.get("gan", {})
         self.gan = L.GANLoss(gan.get("type", "vanilla"), gan.get("d_extra", False))
+        # paper Eq. 8 shows D the fake pair with the reconstructed depth; the released code the input depth
+        self.fake_depth = gan.get("fake_depth", "input")
         self.w = {
             "gan": gan.get("weight", 1.0), "l1": losses.get("l1", 0.0),
             "textural": losses.get("textural", {}).get("weight", 0.0),
@@ -178,6 +181,8 @@ class Engine:
             raise ConfigError(f"variants.{name}.losses: l1, textural, geometric and feature_matching need pairs")
         if self.w["geometric"] and not getattr(self.nets.get("G"), "depth_head", None):
             raise ConfigError(f"variants.{name}: the geometric loss needs a HIDA generator with depth_head")
+        if self.paired and self.fake_depth == "reconstructed" and not getattr(self.nets["G"], "depth_head", None):
+            raise ConfigError(f"variants.{name}.losses.gan.fake_depth: reconstructed needs a HIDA depth_head")
         if self.w["identity"] and registry.sketch_channels(self.spec) != 3:
             raise ConfigError(f"variants.{name}: the identity loss needs 3-channel sketches (out_channels: 3)")
 
@@ -226,13 +231,13 @@ class Engine:
 
     # --- steps -------------------------------------------------------------------------------
 
-    def _d_input(self, b: Batch, sketch: torch.Tensor) -> torch.Tensor:
+    def _d_input(self, b: Batch, sketch: torch.Tensor, depth: torch.Tensor | None = None) -> torch.Tensor:
         parts = []
         for name in self.spec.get("discriminator", {}).get("inputs", ["photo", "sketch"]):
             if name == "photo":
                 parts.append(b.photo)
             elif name == "depth":
-                parts.append(b.depth)
+                parts.append(b.depth if depth is None else depth.to(sketch.dtype))
             else:
                 parts.append(sketch)
         return torch.cat(parts, 1)
@@ -250,25 +255,27 @@ class Engine:
         photo, depth = self._cl(b.photo), self._cl(b.depth)
         with P.autocast():
             fake, depth_pred = G(photo, depth, b.style)
+        fake_depth = depth_pred if self.fake_depth == "reconstructed" else None
         # discriminator
         set_requires_grad([self.nets["D"]], True)
         with P.autocast():
             real_in = self._d_input(b, b.sketch)
-            loss_d = self.gan.d_loss(D(real_in), D(self._d_input(b, fake.detach())))
+            fake_depth_d = None if fake_depth is None else fake_depth.detach()
+            loss_d = self.gan.d_loss(D(real_in), D(self._d_input(b, fake.detach(), fake_depth_d)))
         P.backward_step(loss_d, self.opt_d)
         # generator
         set_requires_grad([self.nets["D"]], False)
         out = {}
         with P.autocast():
-            fake_out = D(self._d_input(b, fake))
+            fake_out = D(self._d_input(b, fake, fake_depth))
             out["G_gan"] = w["gan"] * self.gan.g_loss(fake_out)
             fake32 = fake.float()
             if w["l1"]:
                 out["G_l1"] = w["l1"] * F.l1_loss(fake32, b.sketch)
             if w["textural"]:
                 ref = b.sketch if self.textural_mode == "sobel_target" else b.photo
-                kind = "sobel" if self.textural_mode == "sobel_target" else "prewitt"
-                out["G_textural"] = w["textural"] * L.textural_loss(fake32, ref, kind)
+                out["G_textural"] = w["textural"] * L.textural_loss(fake32, ref,
+                                                                    **L.textural_mode_args(self.textural_mode))
             if w["geometric"]:
                 out["G_geometric"] = w["geometric"] * L.geometric_loss(depth_pred, b.depth, self.geometric_mode)
             if w["fm"]:

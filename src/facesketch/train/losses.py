@@ -23,9 +23,12 @@ def to_grey(x: torch.Tensor) -> torch.Tensor:
 
 
 class GANLoss:
-    """vanilla (cross-entropy), lsgan (least squares) or hinge; averaged over scales.
+    """vanilla (cross-entropy), lsgan (least squares) or hinge, summed over discriminator scales
+    as pix2pixHD's GANLoss and HIDA's GANLoss_ver2 do (one scale: the plain loss).
 
-    ``d_extra`` adds the released HIDA code's discriminator term 2 (mean D(fake) - mean D(real))^4.
+    ``d_extra`` adds the released HIDA code's discriminator term (ganbase.py hinge_panalty,
+    model_gpu.py): 0.5 * MSE(mean D(fake), mean D(real))^2 weighted by lambda_panalty = 2,
+    i.e. (mean D(fake) - mean D(real))^4 per scale.
     """
 
     def __init__(self, kind: str = "vanilla", d_extra: bool = False):
@@ -40,25 +43,23 @@ class GANLoss:
 
     def d_loss(self, real_out, fake_out) -> torch.Tensor:
         total = 0.0
-        scales = list(zip(as_scales(real_out), as_scales(fake_out)))
-        for real_feats, fake_feats in scales:
+        for real_feats, fake_feats in zip(as_scales(real_out), as_scales(fake_out)):
             r, f = real_feats[-1].float(), fake_feats[-1].float()
             if self.kind == "hinge":
                 loss = F.relu(1 - r).mean() + F.relu(1 + f).mean()
             else:
                 loss = 0.5 * (self._target(r, True) + self._target(f, False))
             if self.d_extra:
-                loss = loss + 2 * (f.mean() - r.mean()) ** 4
+                loss = loss + (f.mean() - r.mean()) ** 4
             total = total + loss
-        return total / len(scales)
+        return total
 
     def g_loss(self, fake_out) -> torch.Tensor:
-        scales = as_scales(fake_out)
         total = 0.0
-        for feats in scales:
+        for feats in as_scales(fake_out):
             f = feats[-1].float()
             total = total + (-f.mean() if self.kind == "hinge" else self._target(f, True))
-        return total / len(scales)
+        return total
 
 
 def feature_matching(real_out, fake_out) -> torch.Tensor:
@@ -77,22 +78,42 @@ _SOBEL = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 _PREWITT = torch.tensor([[-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0]]) / 3.0
 
 
-def image_gradients(x: torch.Tensor, kind: str = "sobel") -> torch.Tensor:
-    """(B, 2, H, W): horizontal and vertical gradients of a grey image, replicate padding."""
+def image_gradients(x: torch.Tensor, kind: str = "sobel", grey: str = "luminance",
+                    padding: str = "replicate") -> torch.Tensor:
+    """(B, 2, H, W): horizontal and vertical gradients of a grey image.
+
+    grey: ``luminance`` (MATLAB rgb2gray) or ``sum`` (R+G+B, as the released GMSDLoss convolves
+    every input channel with one kernel); padding: ``replicate`` or ``zeros`` (the released
+    conv2d(padding=1)).
+    """
     k = (_SOBEL if kind == "sobel" else _PREWITT).to(x.device, x.dtype)
     kernels = torch.stack([k, k.t()]).unsqueeze(1)
-    return F.conv2d(F.pad(to_grey(x), (1, 1, 1, 1), mode="replicate"), kernels)
+    g = x.sum(1, keepdim=True) if grey == "sum" else to_grey(x)
+    g = F.pad(g, (1, 1, 1, 1), mode="replicate") if padding == "replicate" else F.pad(g, (1, 1, 1, 1))
+    return F.conv2d(g, kernels)
 
 
-def textural_loss(pred: torch.Tensor, ref: torch.Tensor, kind: str = "sobel", eps: float = 1e-6) -> torch.Tensor:
+def textural_loss(pred: torch.Tensor, ref: torch.Tensor, kind: str = "sobel", eps: float = 1e-6,
+                  grey: str = "luminance", padding: str = "replicate") -> torch.Tensor:
     """Mean cosine distance 1 - cos(grad pred, grad ref) over pixels.
 
     Paper: Sobel gradients of the sketch against the ground-truth sketch (mode sobel_target).
-    Released code: Prewitt / 3 gradients against the input photo (mode prewitt_photo).
+    Released code (gmsd_loss.py): Prewitt / 3 gradients against the input photo taken as
+    R+G+B, zero padding (mode prewitt_photo: ``textural_mode_args``).
     """
-    gp, gr = image_gradients(pred.float(), kind), image_gradients(ref.float(), kind)
+    gp = image_gradients(pred.float(), kind, grey, padding)
+    gr = image_gradients(ref.float(), kind, grey, padding)
     cos = (gp * gr).sum(1) / (gp.norm(dim=1) * gr.norm(dim=1) + eps)
     return (1 - cos).mean()
+
+
+def textural_mode_args(mode: str) -> dict:
+    """Keyword arguments of ``textural_loss`` for a config mode (the reference is chosen by the caller)."""
+    if mode == "sobel_target":
+        return {"kind": "sobel", "grey": "luminance", "padding": "replicate"}
+    if mode == "prewitt_photo":
+        return {"kind": "prewitt", "grey": "sum", "padding": "zeros"}
+    raise ValueError(f"unknown textural mode {mode!r}")
 
 
 def geometric_loss(pred_depth: torch.Tensor, depth: torch.Tensor, mode: str = "mse") -> torch.Tensor:
