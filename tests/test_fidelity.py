@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -175,3 +176,49 @@ def test_table3_leakyrelu_row_is_relu_encoder_leakyrelu_decoder(cfg):
     assert all(isinstance(up.f_act, nn.LeakyReLU) for up in g.ups)
     d = registry.build_discriminator(spec)
     assert any(isinstance(m, nn.LeakyReLU) for m in d.modules())
+
+
+# --- 5. pix2pix at test time --------------------------------------------------------------------
+
+def test_pix2pix_draws_in_train_mode_as_its_reference_test_script(cfg):
+    from facesketch.train.infer import draw, set_infer_mode
+
+    pix = tiny(cfg["resolved"]["pix2pix"], crop=32)
+    pix["generator"]["num_downs"] = 5
+    assert pix["infer"]["mode"] == "train" and cfg["resolved"]["hida_full"]["infer"]["mode"] == "eval"
+    torch.manual_seed(1)
+    g = registry.build_generator(pix)
+    photo = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    styles = torch.zeros(2, dtype=torch.long)
+    assert set_infer_mode(g, pix, 8) == 1 and g.training
+    a = draw(g, pix, photo[:1], None, styles[:1], 32)
+    for m in g.modules():  # train mode: BatchNorm uses the test image's statistics, not these
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.fill_(5.0)
+            m.running_var.fill_(9.0)
+    torch.manual_seed(0)  # same dropout draw as set_infer_mode's
+    for m in g.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = 0.0
+    b = draw(g, pix, photo[:1], None, styles[:1], 32)
+    assert (a == b).all()
+    set_infer_mode(g, pix, 8)
+    assert (a == draw(g, pix, photo[:1], None, styles[:1], 32)).all()  # seeded: reproducible
+    # eval mode reads the running statistics: the garbage ones change the drawing
+    g.eval()
+    assert not (a == draw(g, pix, photo[:1], None, styles[:1], 32)).all()
+    hida = tiny(cfg["resolved"]["hida_full"])
+    assert set_infer_mode(g, hida, 8) == 8 and not g.training
+
+
+# --- 12. metric edges ---------------------------------------------------------------------------
+
+def test_imresize_rounds_uint8_ties_half_away_from_zero():
+    from facesketch.metrics.protocol import imresize, round_half_away
+
+    # 2 -> 3 pixels: the middle output's centre (1.5 in 1-based input coordinates) lies halfway
+    # between the two inputs, so the symmetric cubic weights give exactly (3 + 2) / 2 = 2.5;
+    # MATLAB's uint8 conversion rounds it to 3 (numpy's round-half-even would give 2).
+    out = imresize(np.array([[3, 2]], np.uint8), 1, 3)
+    assert out[0, 1] == 3
+    assert list(round_half_away(np.array([0.5, 1.5, 2.5, -2.5, 2.4999]))) == [1, 2, 3, -3, 2]

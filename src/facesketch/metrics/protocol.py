@@ -23,6 +23,11 @@ from facesketch.fileio import read_array
 RGB2GRAY = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
 
 
+def round_half_away(x: np.ndarray) -> np.ndarray:
+    """MATLAB's round (and its uint8 conversion): ties away from zero, where numpy rounds to even."""
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
 def rgb2gray(image: np.ndarray) -> np.ndarray:
     """uint8 grey image from uint8 RGB (or grey passed through), rounded as MATLAB does."""
     a = np.asarray(image)
@@ -31,7 +36,7 @@ def rgb2gray(image: np.ndarray) -> np.ndarray:
     if a.shape[2] == 4:
         a = a[..., :3]
     grey = a[..., :3].astype(np.float64) @ RGB2GRAY
-    return np.clip(np.round(grey), 0, 255).astype(np.uint8)
+    return np.clip(round_half_away(grey), 0, 255).astype(np.uint8)
 
 
 def cubic(x: np.ndarray) -> np.ndarray:
@@ -81,7 +86,7 @@ def imresize(image: np.ndarray, height: int, width: int) -> np.ndarray:
             continue
         a = _resize_dim(a, targets[axis], axis)
         if is_u8:
-            a = np.clip(np.round(a), 0, 255).astype(np.uint8)
+            a = np.clip(round_half_away(a), 0, 255).astype(np.uint8)
     return a
 
 

@@ -90,6 +90,18 @@ def draw(generator: torch.nn.Module, spec: dict, photo_u8, depth, style_idx: tor
     return to_uint8(network_outputs(generator(x, d, style), spec, size))
 
 
+def set_infer_mode(generator: torch.nn.Module, spec: dict, batch_size: int) -> int:
+    """``infer.mode`` of a variant: eval, or train as pix2pix's test script runs without --eval
+    (BatchNorm on each test image's own statistics, dropout on, batch size 1, as its test options
+    force). Returns the batch size to draw with; train mode seeds dropout so a rerun draws the same."""
+    if spec.get("infer", {}).get("mode", "eval") == "train":
+        generator.train()
+        torch.manual_seed(0)
+        return 1
+    generator.eval()
+    return batch_size
+
+
 def infer(spec: dict, checkpoint: Path, manifest_path: Path, maps: Path, out: Path, style: str,
           cross_style: int = 0, batch_size: int = 8, device: str = "auto") -> int:
     """Draw the test photos whose ground truth is in ``style`` (or, with ``style='cross'``, the
@@ -99,6 +111,7 @@ def infer(spec: dict, checkpoint: Path, manifest_path: Path, maps: Path, out: Pa
     if ckpt.spec_hash(saved_spec) != ckpt.spec_hash(spec):
         raise DataError(f"{checkpoint} was trained with a different spec of {spec.get('name')}; retrain it")
     generator = gens["G"] if "G" in gens else gens["G_A"]  # unpaired: photo -> sketch
+    batch_size = set_infer_mode(generator, spec, batch_size)
     manifest = load_manifest(manifest_path, "test")
     if style == "cross":
         ids = sorted(manifest.id)[:cross_style]
