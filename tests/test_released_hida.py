@@ -216,6 +216,42 @@ def test_import_command_writes_a_model_infer_loads(spec, released, tmp_path):
     saved_spec, gens = load_model(out, torch.device("cpu"))
     assert saved_spec == spec
     assert torch.equal(gens["G"].ups[1].up.weight, released.up1.dcn.weight)
+    from facesketch.cli import main
+
+    assert main(["import-hida", "--config", str(REPO / "config.yaml"), "--checkpoint", str(ckpt),
+                 "--out", str(tmp_path / "cli.pt")]) == 0
+    _, gens = load_model(tmp_path / "cli.pt", torch.device("cpu"))
+    assert torch.equal(gens["G"].sketch_head[1].weight, released.final_rgb[1].weight)
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(WeightsError, match="junk.ckpt"):
         R.load_checkpoint(tmp_path / "junk.ckpt")
+
+
+def test_weights_registry_and_table1_rows(tmp_path):
+    from facesketch.maps import weights
+    from facesketch.metrics.evaluate import index_results
+    from facesketch.models.released_hida import pretrained_missing
+    from facesketch.report.tables import _row_status, table_spec
+
+    w = weights.entry("hida_released")
+    assert w.filename == "_ckpt_epoch_749.ckpt" and "1q9S7nHaweH8OMmfVZ9Zv4FcHNHjfBsDy" in w.manual
+    rows = {r["name"]: r for r in weights.status_rows(tmp_path)}
+    assert rows["hida_released"]["state"] == "missing" and "drive.google.com" in rows["hida_released"]["source"]
+    cfg = load_config(REPO / "config.yaml", overrides={"paths": {"weights": str(tmp_path)}})
+    assert "hida_released" in weights.required(cfg)
+    table1 = {r["label"]: r for r in cfg["tables"]["hida_table1"]["rows"]}
+    row = table1["HIDA (released weights)"]
+    spec = table_spec(cfg, {})
+    source, why = _row_status(row, spec)
+    assert source is None and "_ckpt_epoch_749.ckpt" in why and str(tmp_path / "hida") in why
+    assert "hida_released_weights" not in spec["run_variants"]
+    assert _row_status(table1["HIDA (released results)"], spec)[1].startswith("released results not found")
+    (tmp_path / "hida").mkdir()
+    (tmp_path / "hida" / "_ckpt_epoch_749.ckpt").write_bytes(b"x")
+    assert pretrained_missing(cfg, tmp_path) == {}
+    assert _row_status(row, table_spec(cfg, {})) == ("hida_released_weights", "")
+    R.check_spec(load_config(REPO / "config.yaml", overrides={"follow": "paper"})["resolved"]["hida_released_weights"])
+    # the authors' result sketches are named by test.py as <subset digit>_image<number>.jpg
+    (tmp_path / "res").mkdir()
+    (tmp_path / "res" / "1_image0007.jpg").write_bytes(b"")
+    assert list(index_results(tmp_path / "res")) == ["photo1_image0007"]

@@ -130,6 +130,15 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_import_hida(args) -> int:
+    from facesketch.models.released_hida import import_released
+
+    if not (args.spec or args.variant):
+        args.variant = "hida_released_weights"
+    import_released(Path(args.checkpoint), _variant_spec(args), Path(args.out))
+    return 0
+
+
 def cmd_infer(args) -> int:
     from facesketch.train.infer import infer
 
@@ -257,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("import-hida", help="map the authors' released HIDA checkpoint onto our generator (model.pt)")
+    _add_config_args(p, variant=True)
+    p.add_argument("--checkpoint", required=True, help="the released _ckpt_epoch_749.ckpt (Lightning)")
+    p.add_argument("--out", required=True, help="model file to write (what `facesketch infer` loads)")
+    p.set_defaults(func=cmd_import_hida)
 
     p = sub.add_parser("infer", help="draw the test photos of one style with a trained checkpoint")
     _add_config_args(p, variant=True)

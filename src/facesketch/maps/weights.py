@@ -127,6 +127,15 @@ REGISTRY: dict[str, WeightFile] = {
             "Pix2PixHD's VGG perceptual loss (torchvision VGG19)", "BSD-3-Clause (torchvision)",
             sha256_prefix="dcbb9e9d",
         ),
+        WeightFile(
+            "hida_released", "_ckpt_epoch_749.ckpt", "hida",
+            (),
+            "the authors' trained HIDA (Table 1 row 'HIDA (released weights)'; facesketch import-hida)",
+            "research code release (AiArt-HDU/HIDA, no licence stated)",
+            manual="download the 'pre-trained model' linked in the AiArt-HDU/HIDA README: "
+                   "https://drive.google.com/file/d/1q9S7nHaweH8OMmfVZ9Zv4FcHNHjfBsDy/view (Google Drive "
+                   "serves a confirmation page, not the file, to scripts)",
+        ),
     ]
 }
 
@@ -288,6 +297,8 @@ def required(cfg: dict) -> list[str]:
                       "lpips_alexnet"]
         if losses.get("normal"):
             names.append("dsine")
+        if cfg["resolved"][v].get("pretrained"):
+            names.append(cfg["resolved"][v]["pretrained"])
     return list(dict.fromkeys(names))
 
 

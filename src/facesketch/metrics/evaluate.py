@@ -282,6 +282,8 @@ def index_results(folder: Path) -> dict[str, Path]:
         stem, parent = path.stem, path.parent.name
         if stem.startswith("photo") and "_image" in stem:
             found.setdefault(stem, path)
+        elif stem[:1].isdigit() and stem[1:7] == "_image":  # released HIDA test.py: 1_image0001.jpg
+            found.setdefault(f"photo{stem}", path)
         elif parent.startswith("photo") and stem.startswith("image"):
             found.setdefault(fs2k_id(f"{parent}/{stem}"), path)
         elif parent.startswith("sketch") and stem.startswith("sketch"):

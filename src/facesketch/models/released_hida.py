@@ -164,6 +164,18 @@ def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return sd
 
 
+def pretrained_missing(cfg: dict, weights_dir: Path) -> dict[str, str]:
+    """{variant: what to do} for the run's variants built from published weights whose file is
+    absent: they leave the run and their table rows say where the file goes."""
+    from facesketch.config import run_variants
+    from facesketch.maps import weights
+
+    return {v: weights.instructions(cfg["resolved"][v]["pretrained"], weights_dir)
+            for v in run_variants(cfg)
+            if cfg["resolved"][v].get("pretrained")
+            and not weights.available(cfg["resolved"][v]["pretrained"], weights_dir)}
+
+
 def import_released(checkpoint: Path, spec: dict, out: Path) -> Path:
     """Write a facesketch model file (what ``facesketch infer`` loads) from the released checkpoint."""
     import json

@@ -256,12 +256,14 @@ def make_plots(spec: dict, results: Path, manifest_path: Path, out: Path) -> lis
 
 
 def plot_spec(cfg: dict, released_available: dict[str, bool]) -> dict:
-    from facesketch.config import run_variants, style_aware
+    from facesketch.config import run_variants, style_aware, weights_dir
+    from facesketch.models.released_hida import pretrained_missing
 
+    missing = pretrained_missing(cfg, weights_dir(cfg))
     return {
         "tables": cfg["tables"],
         "variants": {v: {"seeds": cfg["resolved"][v]["seeds"], "style_aware": style_aware(cfg["resolved"][v])}
-                     for v in run_variants(cfg)},
+                     for v in run_variants(cfg) if v not in missing},
         "released": {k: {"path": v["path"], "available": released_available.get(k, False)}
                      for k, v in cfg.get("released", {}).items()},
         "grid_rows": cfg["report"]["grid_rows"],

@@ -70,6 +70,8 @@ def _row_status(row: dict, spec: dict) -> tuple[str | None, str]:
         return None, row["pending"]
     if "variant" in row:
         v = row["variant"]
+        if v in spec.get("weights_missing", {}):
+            return None, spec["weights_missing"][v]
         if v not in spec["run_variants"]:
             return None, f"variant {v} is not in this run (run.variants)"
         return v, ""
@@ -303,10 +305,12 @@ def attributes_markdown(df: pd.DataFrame) -> str:
 
 def table_spec(cfg: dict, released_available: dict[str, bool]) -> dict:
     """The part of the config the tables need (what the rule passes as --spec)."""
-    from facesketch.config import run_variants
+    from facesketch.config import run_variants, weights_dir
+    from facesketch.models.released_hida import pretrained_missing
 
+    missing = pretrained_missing(cfg, weights_dir(cfg))
     return {"name": cfg["name"], "tables": cfg["tables"], "metrics": cfg["metrics"],
-            "run_variants": run_variants(cfg),
+            "run_variants": [v for v in run_variants(cfg) if v not in missing], "weights_missing": missing,
             "released": {k: {"path": v["path"], "available": released_available.get(k, False)}
                          for k, v in cfg.get("released", {}).items()}}
 

@@ -80,6 +80,11 @@ def train(spec: dict, manifest: Path, maps: Path, out: Path, seed: int = 0, weig
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     final = done or out / "model.pt"
+    if spec.get("pretrained"):  # published weights (the released HIDA): imported, not trained
+        from facesketch.maps.weights import require
+        from facesketch.models.released_hida import import_released
+
+        return import_released(require(spec["pretrained"], weights_dir), spec, final)
     dev = pick(device)
     torch.manual_seed(seed)
     if dev.type == "cuda":
