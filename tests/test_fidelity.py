@@ -222,3 +222,38 @@ def test_imresize_rounds_uint8_ties_half_away_from_zero():
     out = imresize(np.array([[3, 2]], np.uint8), 1, 3)
     assert out[0, 1] == 3
     assert list(round_half_away(np.array([0.5, 1.5, 2.5, -2.5, 2.4999]))) == [1, 2, 3, -3, 2]
+
+
+# --- 4, 10, 12: what the captions say ----------------------------------------------------------
+
+def test_captions_state_precision_selection_and_fid_n(tmp_path):
+    import math
+
+    import pandas as pd
+
+    from facesketch.report.tables import build_tables, table_spec
+
+    cfg = load_config(REPO / "config.yaml", overrides={
+        "variants": {"hida_D": {"precision": "bf16"}, "hida_full": {"select": "test"}}})
+    spec = table_spec(cfg, {})
+    rows = []
+    for v, n_style3 in (("hida_full", 46), ("pix2pix", 46)):
+        for g, n in (("all", 1046), ("Style1", 600), ("Style2", 400), ("Style3", n_style3)):
+            rows.append(dict(variant=v, seed=0, style_asked="all" if g == "all" else g, style_gt=g, image_id="",
+                             metric="FID", value=20.0, scope="set", n_images=n, reason=""))
+        rows.append(dict(variant=v, seed=0, style_asked="Style1", style_gt="Style1", image_id="photo1_image0001",
+                         metric="SCOOT", value=0.5, scope="image", n_images=1, reason=""))
+    path = tmp_path / "m.parquet"
+    pd.DataFrame(rows).to_parquet(path)
+    build_tables(spec, [path], tmp_path / "tables")
+    md = (tmp_path / "tables" / "hida_table2.md").read_text()
+    all_styles = md.split("### ")[1]
+    assert "Training: fp32 (TF32 matmuls/convolutions on GPUs); autocast fast mode" in all_styles
+    assert "Model-D (+InfoACON) (bf16)" in all_styles
+    assert "best test-set FID" in all_styles and "HIDA (+DOG)." in all_styles
+    assert "FID over n images per row: Model-A (pix2pix) 1046, HIDA (+DOG) 1046." in all_styles
+    assert "Warning" not in all_styles
+    style3 = md.split("### ")[4]
+    assert "— Style3" in style3 and "HIDA (+DOG) 46" in style3 and "Warning: FID on fewer than 200" in style3
+    plain = (tmp_path / "tables" / "cyclegan_table1.md").read_text().split("### ")[1]
+    assert "Training: fp32 (TF32 matmuls/convolutions on GPUs)." in plain and "test-set" not in plain

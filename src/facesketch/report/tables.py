@@ -145,6 +145,36 @@ def caption(spec: dict, table: dict, part: pd.DataFrame, scope: str) -> str:
             f"up to {n_img} test images and {n_seed} seed(s) per row. Run: {spec.get('name', '')}.")
     if table.get("note"):
         text += " " + table["note"]
+    return text + training_notes(spec, table, part, scope)
+
+
+FID_WARN_N = 200  # FID of two samples of one distribution: ~125 at n=46, ~12 at n=1000 (256-d features)
+
+
+def training_notes(spec: dict, table: dict, part: pd.DataFrame, scope: str) -> str:
+    """What the captions must say about the rows: precision, checkpoint selection, FID's n."""
+    info = spec.get("variant_info", {})
+    rows = [(r["label"], info[r["variant"]]) for r in table["rows"] if r.get("variant") in info]
+    text = ""
+    if rows:
+        fast = [f"{label} ({i['precision']})" for label, i in rows if i["precision"] != "fp32"]
+        text += " Training: fp32 (TF32 matmuls/convolutions on GPUs)"
+        text += f"; autocast fast mode, not the authors' fp32: {', '.join(fast)}." if fast else "."
+        for rule, words in (("test", "the best test-set {m} (as the released HIDA code; optimistic)"),
+                            ("val", "the best {m} on a held-out part of the training set")):
+            chosen = [label for label, i in rows if i.get("select", "final") == rule]
+            if chosen:
+                m = "FID (SCOOT where FID's weights were missing: the run's selection.json)"
+                text += f" Checkpoint chosen by {words.format(m=m)}: {', '.join(chosen)}."
+    if "FID" in table["metrics"]:
+        fid = part[part.metric == "FID"]
+        ns = [f"{table['rows'][int(r.row)]['label']} {int(r.n_images)}" for r in fid.itertuples() if r.n_images]
+        if ns:
+            text += f" FID over n images per row: {', '.join(ns)}."
+        small = [n for n in fid.n_images if 0 < n < FID_WARN_N]
+        if small:
+            text += (f" Warning: FID on fewer than {FID_WARN_N} images (n = {min(small)}) is strongly biased upward "
+                     "(about 125 for two samples of one distribution at n = 46, 12 at n = 1000); compare only at equal n.")
     return text
 
 
@@ -311,6 +341,8 @@ def table_spec(cfg: dict, released_available: dict[str, bool]) -> dict:
     missing = pretrained_missing(cfg, weights_dir(cfg))
     return {"name": cfg["name"], "tables": cfg["tables"], "metrics": cfg["metrics"],
             "run_variants": [v for v in run_variants(cfg) if v not in missing], "weights_missing": missing,
+            "variant_info": {v: {"precision": s.get("precision", "fp32"), "select": s.get("select", "final")}
+                             for v, s in cfg["resolved"].items()},
             "released": {k: {"path": v["path"], "available": released_available.get(k, False)}
                          for k, v in cfg.get("released", {}).items()}}
 
