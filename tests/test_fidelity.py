@@ -257,3 +257,49 @@ def test_captions_state_precision_selection_and_fid_n(tmp_path):
     assert "— Style3" in style3 and "HIDA (+DOG) 46" in style3 and "Warning: FID on fewer than 200" in style3
     plain = (tmp_path / "tables" / "cyclegan_table1.md").read_text().split("### ")[1]
     assert "Training: fp32 (TF32 matmuls/convolutions on GPUs)." in plain and "test-set" not in plain
+
+
+# --- 10. checkpoint selection -------------------------------------------------------------------
+
+def test_split_val_is_seeded_disjoint_and_excluded():
+    from facesketch.train.select import split_val
+
+    t = {"photo": torch.arange(20).view(20, 1), "style": torch.arange(20)}
+    a_train, a_val = split_val(t, 0.2, seed=3)
+    b_train, b_val = split_val(t, 0.2, seed=3)
+    assert torch.equal(a_val["style"], b_val["style"]) and len(a_val["style"]) == 4
+    assert set(a_train["style"].tolist()).isdisjoint(a_val["style"].tolist())
+    assert sorted(a_train["style"].tolist() + a_val["style"].tolist()) == list(range(20))
+    assert not torch.equal(split_val(t, 0.2, seed=4)[1]["style"], a_val["style"])
+
+
+@pytest.mark.parametrize("rule", ["val", "test"])
+def test_select_keeps_the_best_scored_generator(cfg, tiny_prepared, tmp_path, rule):
+    import json
+
+    from facesketch.metrics.scoot import scoot
+    from facesketch.train.data import load_split
+    from facesketch.train.infer import draw, load_model
+    from facesketch.train.run import train
+    from facesketch.train.select import split_val
+
+    spec = tiny(cfg["resolved"]["pix2pix"], crop=64)
+    spec.update(input={"image": 60, "pad": 2, "crop": 64}, select=rule, val_fraction=0.25, checkpoint_every=1,
+                sample_every=100, schedule={"epochs": 3, "decay_epochs": 1}, max_steps_per_epoch=None)
+    manifest = tiny_prepared / "manifest.parquet"
+    model = train(spec, manifest, tmp_path / "maps", tmp_path / "run", seed=5, weights_dir=tmp_path / "none",
+                  device="cpu")
+    sel = json.loads((tmp_path / "run" / "selection.json").read_text())
+    assert sel["rule"] == rule and sel["metric"] == "SCOOT"  # no FID weights here
+    assert [h["epoch"] for h in sel["history"]] == [1, 2, 3]
+    best = max(sel["history"], key=lambda h: h["SCOOT"])
+    assert sel["epoch"] == best["epoch"] and sel["value"] == pytest.approx(best["SCOOT"])
+    # the saved generator is the selected one: rescoring it on the selection set gives the best value
+    _, tensors = load_split(manifest, None, "train" if rule == "val" else "test", 60, False)
+    if rule == "val":
+        tensors = split_val(tensors, 0.25, 5)[1]
+    _, gens = load_model(model, torch.device("cpu"))
+    fakes = draw(gens["G"], spec, tensors["photo"], None, tensors["style"], 60)
+    value = np.mean([scoot(f, r[0]) for f, r in zip(fakes, tensors["sketch"].numpy())])
+    assert value == pytest.approx(best["SCOOT"], abs=1e-9)
+    assert sel["set_size"] == tensors["photo"].shape[0]

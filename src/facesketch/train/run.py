@@ -31,6 +31,7 @@ from facesketch.train import checkpoint as ckpt
 from facesketch.train.data import DeviceDataset, load_split
 from facesketch.train.engine import Engine
 from facesketch.train.infer import draw
+from facesketch.train.select import Selector, split_val
 
 log = logging.getLogger(__name__)
 LOG_EVERY = 20  # steps between progress-bar updates (each reads the losses back from the GPU)
@@ -96,6 +97,11 @@ def train(spec: dict, manifest: Path, maps: Path, out: Path, seed: int = 0, weig
     inp, bs = spec["input"], spec["batch_size"]
     with_depth = registry.uses_depth(spec) or bool(spec["losses"].get("geometric", {}).get("weight"))
     _, tensors = load_split(manifest, maps, "train", inp["image"], with_depth)
+    rule, select_set = spec.get("select", "final"), None  # facesketch.train.select
+    if rule == "val":
+        tensors, select_set = split_val(tensors, spec.get("val_fraction", 0.1), seed)
+    elif rule == "test":
+        select_set = load_split(manifest, maps, "test", inp["image"], with_depth)[1]
     ds = DeviceDataset(tensors, dev, inp["pad"], inp["crop"], spec.get("augment", {}).get("flip", True), seed)
     if len(ds) < bs:
         raise DataError(f"{name}: {len(ds)} training pairs, fewer than batch_size {bs}")
@@ -105,6 +111,7 @@ def train(spec: dict, manifest: Path, maps: Path, out: Path, seed: int = 0, weig
     # --- networks, optimisers; resume if a checkpoint of this spec exists
     engine = Engine(spec, dev, weights_dir)
     engine.pool_generator = ds.generator
+    selector = Selector(rule, select_set, spec, weights_dir, dev) if select_set is not None else None
     digest = ckpt.spec_hash(spec)
     last = out / "last.pt"
     start, history, step = 0, [], 0
@@ -115,6 +122,8 @@ def train(spec: dict, manifest: Path, maps: Path, out: Path, seed: int = 0, weig
             ds.set_state(state["data_rng"].cpu())
             ckpt.set_rng_state({k: v.cpu() for k, v in state["rng"].items()}, dev)
             start, history, step = state["epoch"], list(state["history"]), state["step"]
+            if selector is not None and state.get("selection"):
+                selector.load(state["selection"])
             log.info("%s: resuming after epoch %d of %d from %s", name, start, spec["schedule"]["epochs"], last)
         else:
             stale = last.with_name("last.stale.pt")
@@ -172,10 +181,18 @@ def train(spec: dict, manifest: Path, maps: Path, out: Path, seed: int = 0, weig
         if samples is not None and ((epoch + 1) % spec.get("sample_every", 25) == 0 or is_last):
             _write_samples(engine, spec, samples, out / "samples" / f"epoch_{epoch + 1:04d}.png")
         if (epoch + 1) % spec.get("checkpoint_every", 25) == 0 or is_last:
+            if selector is not None:
+                selector.update(epoch + 1, engine.generators())
             ckpt.save(last, {"epoch": epoch + 1, "step": step, "history": history, "spec_hash": digest,
-                             "engine": engine.state(), "data_rng": ds.state(), "rng": ckpt.rng_state(dev)})
+                             "engine": engine.state(), "data_rng": ds.state(), "rng": ckpt.rng_state(dev),
+                             "selection": selector.state() if selector is not None else None})
+    generators = {k: v.state_dict() for k, v in engine.generators().items()}
+    selection = {"rule": "final", "epoch": epochs}
+    if selector is not None and selector.best is not None:
+        generators, selection = selector.best["generators"], selector.summary()
+        write_text(out / "selection.json", json.dumps(selection, indent=1))
     ckpt.save(final, {"spec": json.dumps(spec, sort_keys=True), "spec_hash": digest, "epochs": epochs,
-                      "generators": {k: v.state_dict() for k, v in engine.generators().items()}})
+                      "generators": generators, "selection": json.dumps(selection)})
     log.info("%s seed %d: trained %d epochs -> %s", name, seed, epochs, final)
     return final
 
