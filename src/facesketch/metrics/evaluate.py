@@ -185,14 +185,32 @@ def network_metrics(jobs: list[Job], groups: dict[tuple, list[int]], names, weig
     return image_rows, set_rows
 
 
+def network_fingerprint(net) -> str:
+    """SHA-256 (16 hex digits) of a network's weights: cached features belong to one network."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(net.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def content_id(image: np.ndarray) -> str:
+    """SHA-256 of a framed grey ground truth (its pixels and shape): a changed file, framing or crop
+    is another entry, never a stale one."""
+    import hashlib
+
+    return hashlib.sha256(repr(image.shape).encode() + np.ascontiguousarray(image).tobytes()).hexdigest()
+
+
 def _real_features(net, jobs, pairs, keys, device, batch_size, cache: Path | None) -> dict[int, np.ndarray]:
-    """Inception features of the ground truths, cached on disk per ground-truth image."""
+    """Inception features of the ground truths, cached on disk by their content and the network."""
     from facesketch.metrics.fid import inception_features
 
-    by_key = {j.key: j for j in jobs}
-    gt_id = {k: f"{by_key[k].gt_framing}:{by_key[k].gt_aligned}" for k in keys}
+    gt_id = {k: content_id(pairs[k][1]) for k in keys}
     stored: dict[str, np.ndarray] = {}
-    path = None if cache is None else Path(cache) / "fid_real_features.npz"
+    path = None if cache is None else Path(cache) / f"fid_real_features_{network_fingerprint(net)}.npz"
     if path is not None and path.is_file():
         with np.load(path, allow_pickle=False) as z:
             stored = dict(zip(z["ids"].tolist(), z["features"]))

@@ -117,7 +117,8 @@ def convert(released: dict[str, torch.Tensor], generator: nn.Module, where: str 
     """Our generator's state dict from the released ``state_dict`` (``Generator.`` keys; others ignored)."""
     src = {k[len(PREFIX):]: v for k, v in released.items() if k.startswith(PREFIX)}
     if not src:
-        raise WeightsError(f"{where}: no '{PREFIX}*' keys: not a checkpoint of the released HIDA (SAND_pix_Gen_Parsing)")
+        raise WeightsError(f"{where}: no '{PREFIX}*' keys: not a checkpoint of the released HIDA "
+                           "(SAND_pix_Gen_Parsing)")
     n_up = len(generator.ups)
     dog = tuple(k for k, up in enumerate(generator.ups) if not isinstance(up.up, nn.ConvTranspose2d))
     pairs, dropped, permuted = key_map(n_up, dog)

@@ -174,7 +174,8 @@ def training_notes(spec: dict, table: dict, part: pd.DataFrame, scope: str) -> s
         small = [n for n in fid.n_images if 0 < n < FID_WARN_N]
         if small:
             text += (f" Warning: FID on fewer than {FID_WARN_N} images (n = {min(small)}) is strongly biased upward "
-                     "(about 125 for two samples of one distribution at n = 46, 12 at n = 1000); compare only at equal n.")
+                     "(about 125 for two samples of one distribution at n = 46, 12 at n = 1000); "
+                     "compare only at equal n.")
     return text
 
 
