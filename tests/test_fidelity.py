@@ -376,3 +376,13 @@ def test_mediapipe_mesh_is_closed_but_its_outline():
 
     loops = boundary_loops(mediapipe_mesh.triangles())
     assert [len(lp) for lp in loops] == [36]  # the face oval only; eyes and mouth filled
+
+
+def test_fid_plots_state_n_and_warn_below_200():
+    import pandas as pd
+
+    from facesketch.report.plots import style_ticks
+
+    part = pd.DataFrame({"style": ["Style1", "Style2", "Style3", "Style3"], "n_images": [600, 400, 46, 40]})
+    assert style_ticks(part, "FID") == ["Style1\nn=600", "Style2\nn=400", "Style3\nn=46 (<200: biased)"]
+    assert style_ticks(part, "SCOOT") == ["Style1", "Style2", "Style3"]

@@ -61,6 +61,20 @@ def _why_empty(part: pd.DataFrame, metric: str) -> str:
     return f"{metric}: no results. " + "; ".join(f"{', '.join(ls)}: {r}" for r, ls in by_reason.items())
 
 
+def style_ticks(part: pd.DataFrame, metric: str) -> list[str]:
+    """x labels per style; for FID with the set size n (FID is biased upward at small n), and a
+    warning under 200 images."""
+    if metric != "FID":
+        return list(STYLES)
+    from facesketch.report.tables import FID_WARN_N
+
+    ticks = []
+    for st in STYLES:
+        n = int(part[part["style"] == st].n_images.max()) if (part["style"] == st).any() else 0
+        ticks.append(f"{st}\nn={n}" + (f" (<{FID_WARN_N}: biased)" if 0 < n < FID_WARN_N else "") if n else st)
+    return ticks
+
+
 def metric_bars(long: pd.DataFrame, table: dict, metrics: list[str], path: Path, title: str) -> Path:
     """One panel per metric: bars per style (x) and method (hue), paper values as markers."""
     plt, sns = _plt()
@@ -85,6 +99,7 @@ def metric_bars(long: pd.DataFrame, table: dict, metrics: list[str], path: Path,
         if missing:
             ax.set_xlabel("style\n" + "\n".join(textwrap.wrap("no result: " + ", ".join(missing), 60)),
                           fontsize=8)
+        ax.set_xticks(range(3), style_ticks(part, metric), fontsize=8)
         if ax.get_legend():
             ax.get_legend().remove()
     handles = [plt.Rectangle((0, 0), 1, 1, color=palette[lab]) for lab in labels]
