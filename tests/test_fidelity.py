@@ -386,3 +386,30 @@ def test_fid_plots_state_n_and_warn_below_200():
     part = pd.DataFrame({"style": ["Style1", "Style2", "Style3", "Style3"], "n_images": [600, 400, 46, 40]})
     assert style_ticks(part, "FID") == ["Style1\nn=600", "Style2\nn=400", "Style3\nn=46 (<200: biased)"]
     assert style_ticks(part, "SCOOT") == ["Style1", "Style2", "Style3"]
+
+
+def test_fsim_reuses_each_ground_truths_features(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from facesketch.metrics import evaluate as E
+    from facesketch.metrics import fsim, similarity
+
+    rng = np.random.default_rng(1)
+    gt = rng.integers(0, 256, (40, 40), dtype=np.uint8)
+    Image.fromarray(gt).save(tmp_path / "gt.png")
+    row = type("R", (), dict(sketch="gt.png", sketch_source=str(tmp_path / "gt.png"), orig_width=40, orig_height=40,
+                             crop_x=0, crop_y=0, crop_size=40))()
+    jobs, results = [], []
+    for k in range(3):  # three methods' results against one ground truth
+        res = rng.integers(0, 256, (40, 40), dtype=np.uint8)
+        Image.fromarray(res).save(tmp_path / f"r{k}.png")
+        jobs.append(E._job(k, tmp_path / f"r{k}.png", row, tmp_path, "aligned", "aligned"))
+        results.append(res)
+    calls = []
+    real = fsim.features
+    monkeypatch.setattr(fsim, "features", lambda x: calls.append(1) or real(x))
+    out = {k: v for k, m, v, _ in E.cpu_metrics(jobs, ("FSIM",), workers=1)}
+    assert len(calls) == 3 + 1  # each result once, the shared ground truth once
+    monkeypatch.setattr(fsim, "features", real)
+    for k, res in enumerate(results):
+        assert out[k] == pytest.approx(float(similarity.fsim(res, gt)[0]), abs=1e-6)

@@ -75,9 +75,10 @@ def _cpu_chunk(jobs: list[Job], names: tuple[str, ...]) -> list[tuple[int, str, 
     import torch
 
     torch.set_num_threads(1)
-    from facesketch.metrics import scoot, similarity
+    from facesketch.metrics import fsim, scoot, similarity
 
     out, loaded = [], []
+    gt_fsim: dict[tuple, tuple] = {}  # FSIM features of each ground truth, computed once per chunk
     for job in jobs:
         try:
             loaded.append((job, *load_pair(job)))
@@ -93,17 +94,27 @@ def _cpu_chunk(jobs: list[Job], names: tuple[str, ...]) -> list[tuple[int, str, 
                 elif m == "MS-SSIM":
                     v = similarity.ms_ssim(res, gt)[0]
                 else:
-                    v = similarity.fsim(res, gt)[0]
+                    gk = gt_key(job)
+                    if gk not in gt_fsim:
+                        gt_fsim[gk] = fsim.features(torch.from_numpy(gt).float()[None, None])
+                    v = fsim.fsim_from_features(fsim.features(torch.from_numpy(res).float()[None, None]),
+                                                gt_fsim[gk])[0]
                 out.append((job.key, m, float(v), ""))
             except (ValueError, RuntimeError) as e:  # e.g. an image too small for MS-SSIM's 5 scales
                 out.append((job.key, m, float("nan"), f"{m} failed: {e}"))
     return out
 
 
+def gt_key(job: Job) -> tuple:
+    """Which ground truth (file, framing, crop) a job is scored against."""
+    return (job.gt_framing, job.gt_aligned, job.gt_source, job.crop_x, job.crop_y, job.crop_size)
+
+
 def cpu_metrics(jobs: list[Job], names: tuple[str, ...], workers: int | None = None) -> list[tuple]:
     names = tuple(m for m in CPU_METRICS if m in names)
     if not names or not jobs:
         return []
+    jobs = sorted(jobs, key=gt_key)  # results against one ground truth share a chunk and its FSIM features
     workers = workers or os.cpu_count() or 1
     chunk = 16
     chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
