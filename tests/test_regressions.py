@@ -262,7 +262,7 @@ def test_style_index_reaches_the_table_cell_of_its_style(tiny_prepared, cfg, sta
     manifest = pd.read_parquet(manifest_path)
     test = manifest[manifest.split == "test"].set_index("id")
     samples = tmp_path / "samples" / "echo" / "0"
-    for s, name in enumerate(STYLES):
+    for name in STYLES:
         infer(spec, model, manifest_path, tmp_path / "maps", samples / name, name, device="cpu")
     # inference: each drawing encodes the style of its ground truth and lines up with it
     drawn = {}
@@ -465,9 +465,8 @@ def test_fsim_constants_on_low_contrast_images():
 
 KILL_AT_RENAME = """
 import os, signal, sys
-import numpy as np, pandas as pd, torch
+import numpy as np
 from facesketch import fileio
-from facesketch.train import checkpoint
 os.replace = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)  # dies between write and rename
 kind, path = sys.argv[1], sys.argv[2]
 if kind == "text":
@@ -475,10 +474,13 @@ if kind == "text":
 elif kind == "json":
     fileio.write_json(path, {"a": 1})
 elif kind == "parquet":
+    import pandas as pd
     fileio.write_parquet(path, pd.DataFrame({"a": [1]}))
 elif kind == "image":
     fileio.save_image(path, np.zeros((4, 4), np.uint8))
 else:
+    import torch
+    from facesketch.train import checkpoint
     checkpoint.save(path, {"w": torch.zeros(2)})
 print("returned", flush=True)
 """
@@ -488,8 +490,12 @@ print("returned", flush=True)
                                        ("image", "s.png"), ("checkpoint", "last.pt")])
 def test_a_kill_between_write_and_rename_leaves_no_final_file(tmp_path, kind, name):
     target = tmp_path / "out" / name
+    import facesketch
+
+    # the child imports the facesketch this test imports (a mutation tester's copy included)
+    env = dict(os.environ, PYTHONPATH=str(Path(facesketch.__file__).parents[1]))
     r = subprocess.run([sys.executable, "-c", KILL_AT_RENAME, kind, str(target)], capture_output=True, text=True,
-                       env=dict(os.environ))
+                       env=env)
     assert r.returncode == -9, r.stderr[-2000:]
     assert not target.exists()
     assert "returned" not in r.stdout
