@@ -490,14 +490,15 @@ print("returned", flush=True)
                                        ("image", "s.png"), ("checkpoint", "last.pt")])
 def test_a_kill_between_write_and_rename_leaves_no_final_file(tmp_path, kind, name):
     target = tmp_path / "out" / name
+    target.parent.mkdir()  # so a direct write to the final name would succeed
     import facesketch
 
     # the child imports the facesketch this test imports (a mutation tester's copy included)
     env = dict(os.environ, PYTHONPATH=str(Path(facesketch.__file__).parents[1]))
     r = subprocess.run([sys.executable, "-c", KILL_AT_RENAME, kind, str(target)], capture_output=True, text=True,
                        env=env)
-    assert r.returncode == -9, r.stderr[-2000:]
     assert not target.exists()
+    assert r.returncode == -9, r.stderr[-2000:]
     assert "returned" not in r.stdout
 
 
