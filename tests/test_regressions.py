@@ -536,14 +536,17 @@ def _resize_1d_here(v: np.ndarray, out_len: int) -> np.ndarray:
     return out
 
 
-def test_resize_passes_run_in_matlabs_order():
+@pytest.mark.parametrize("shape, out_h, out_w", [
+    ((9, 7), 4, 13),  # rows shrink (scale 4/9), columns grow (13/7): rows first
+    ((4, 9), 3, 5),   # both shrink, columns more (5/9 < 3/4): columns first
+])
+def test_resize_passes_run_in_matlabs_order(shape, out_h, out_w):
     """imresize resizes the dimension with the smaller scale first and rounds a uint8 image
     between the passes, so the order shows in the result."""
     from facesketch.metrics import protocol
 
     rng = np.random.default_rng(7)
-    img = rng.integers(0, 256, (9, 7)).astype(np.uint8)
-    out_h, out_w = 4, 13  # rows shrink (scale 4/9), columns grow (13/7): rows first
+    img = rng.integers(0, 256, shape).astype(np.uint8)
 
     def rows_then_cols(a):
         a = np.stack([_resize_1d_here(a[:, c].astype(np.float64), out_h) for c in range(a.shape[1])], 1)
@@ -557,7 +560,9 @@ def test_resize_passes_run_in_matlabs_order():
         a = np.stack([_resize_1d_here(a[:, c], out_h) for c in range(a.shape[1])], 1)
         return np.clip(np.round(a), 0, 255)
 
-    want = rows_then_cols(img)
-    assert not np.array_equal(want, cols_then_rows(img))  # the order matters for this image
+    first_rows = out_h / shape[0] <= out_w / shape[1]
+    want = rows_then_cols(img) if first_rows else cols_then_rows(img)
+    other = cols_then_rows(img) if first_rows else rows_then_cols(img)
+    assert not np.array_equal(want, other)  # the order matters for this image
     np.testing.assert_array_equal(protocol.imresize(img, out_h, out_w), want)
     np.testing.assert_array_equal(protocol.imresize(img.T.copy(), out_w, out_h), want.T)
