@@ -566,3 +566,35 @@ def test_resize_passes_run_in_matlabs_order(shape, out_h, out_w):
     assert not np.array_equal(want, other)  # the order matters for this image
     np.testing.assert_array_equal(protocol.imresize(img, out_h, out_w), want)
     np.testing.assert_array_equal(protocol.imresize(img.T.copy(), out_w, out_h), want.T)
+
+
+# --- found by mutation testing ---------------------------------------------------------------------
+
+
+def test_feature_matching_by_hand():
+    """Pix2PixHD: for each of S scales, the L1 between real and fake features of every layer but
+    the logits, each weighted 4 / (layers - 1), the sum divided by S. Two scales, three layers
+    plus logits, values chosen so every term differs."""
+    from facesketch.train import losses as L
+
+    real = [[torch.full((1, 2, 4, 4), 1.0), torch.full((1, 3, 2, 2), 2.0), torch.full((1, 1, 2, 2), 4.0),
+             torch.zeros(1, 1)],
+            [torch.full((1, 2, 2, 2), 0.5), torch.full((1, 3, 1, 1), -1.0), torch.full((1, 1, 1, 1), 3.0),
+             torch.zeros(1, 1)]]
+    fake = [[torch.zeros(1, 2, 4, 4), torch.zeros(1, 3, 2, 2), torch.zeros(1, 1, 2, 2), torch.full((1, 1), 9.0)],
+            [torch.zeros(1, 2, 2, 2), torch.zeros(1, 3, 1, 1), torch.zeros(1, 1, 1, 1), torch.full((1, 1), 9.0)]]
+    want = (4 / 3 * (1.0 + 2.0 + 4.0) + 4 / 3 * (0.5 + 1.0 + 3.0)) / 2
+    assert L.feature_matching(real, fake).item() == pytest.approx(want, rel=1e-6)
+
+
+def test_attribute_breakdown_has_one_schema_empty_or_not(tiny_prepared):
+    from facesketch.report.tables import attribute_breakdown
+
+    manifest = pd.read_parquet(tiny_prepared / "manifest.parquet")
+    test = manifest[manifest.split == "test"]
+    rows = [dict(variant="v", seed=0, style_asked="Style1", style_gt="Style1", image_id=r.id, metric="SSIM",
+                 value=0.5, scope="image", n_images=1, reason="") for r in test.itertuples()]
+    full = attribute_breakdown(pd.DataFrame(rows), manifest)
+    empty = attribute_breakdown(pd.DataFrame(rows).assign(value=np.nan), manifest)
+    assert len(full) and empty.empty
+    assert list(empty.columns) == list(full.columns)
