@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -124,4 +122,16 @@ def test_vgg_loss_on_a_stand_in_state_dict():
     x = torch.rand(1, 1, 32, 32)
     assert vgg(x, x).item() == 0
     assert vgg(x, torch.rand(1, 1, 32, 32)).item() > 0
-    assert math.isclose(sum(L.VGGLoss.WEIGHTS), 1 / 32 + 1 / 16 + 1 / 8 + 1 / 4 + 1)
+    # Pix2PixHD's definition: L1 at relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 (torchvision's
+    # vgg19.features indices 1, 6, 11, 20, 29) weighted 1/32, 1/16, 1/8, 1/4, 1
+    ref = torchvision.models.vgg19(weights=None)
+    ref.load_state_dict(state)
+    taps = {1: 1 / 32, 6: 1 / 16, 11: 1 / 8, 20: 1 / 4, 29: 1.0}
+    y = torch.rand(1, 1, 32, 32)
+    a, b, want = x.expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1), 0.0
+    with torch.no_grad():
+        for i, layer in enumerate(ref.features[:30]):
+            a, b = layer(a), layer(b)
+            if i in taps:
+                want += taps[i] * (a - b).abs().mean().item()
+    assert vgg(x, y).item() == pytest.approx(want, rel=1e-5)

@@ -164,7 +164,12 @@ def test_image_pool_is_seeded():
     assert torch.equal(run(1), run(1))
     first = run(1)
     assert torch.equal(first[0], torch.tensor([0.0, 0.0]))  # filling: images pass through
-    assert ImagePool(0, torch.Generator()).query(torch.ones(1)) is not None
+    # every image handed out is one queried so far, and once full the pool swaps some in
+    values = run(1)
+    assert all(set(values[i].tolist()) <= set(range(i + 1)) for i in range(6))
+    assert any(v < i for i in range(3, 6) for v in values[i].tolist())
+    x = torch.arange(4.0).view(4, 1, 1, 1)
+    assert torch.equal(ImagePool(0, torch.Generator()).query(x), x)  # no pool: images pass through
 
 
 def test_test_framing_round_trips():

@@ -1,0 +1,199 @@
+"""Mutation testing around mutmut (configured in pyproject.toml, [tool.mutmut]).
+
+    python tools/mutation.py report [--out mutation-report.md]
+        after ``mutmut run`` (make mutate): kill rate per module and the survivors, each with its diff
+    python tools/mutation.py sample [--key K] [--functions 3] [--budget 170]
+        CI: a small rotating sample. The key (default: the day number) picks one of the modules and
+        a few of its functions; their first mutants run, in a scratch copy of the repository, against
+        the fast tests of that module only, within the time budget. Fails if no mutant was tested
+        (so a broken test selection cannot pass silently); survivors are listed, and with --strict
+        any survivor not reviewed in tools/mutation_survivors.txt fails the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MUTMUT = [sys.executable, "-m", "mutmut"]
+REVIEWED = REPO / "tools" / "mutation_survivors.txt"
+
+# module -> the fast tests that exercise it (what a sample of its mutants runs against)
+R = "tests/test_regressions.py::"
+E2E = R + "test_style_index_reaches_the_table_cell_of_its_style"
+TEXTURAL = R + "test_textural_loss_compares_with_the_ground_truth_sketch"
+TESTS = {
+    "src/facesketch/metrics/evaluate.py": ["tests/test_metrics.py", E2E],
+    "src/facesketch/metrics/fid.py": ["tests/test_metrics.py", E2E],
+    "src/facesketch/metrics/networks.py": ["tests/test_metrics.py", E2E],
+    "src/facesketch/metrics/protocol.py": ["tests/test_metrics.py", R + "test_resize_passes_run_in_matlabs_order"],
+    "src/facesketch/metrics/fsim.py": ["tests/test_metrics.py", R + "test_fsim_constants_on_low_contrast_images"],
+    "src/facesketch/metrics/scoot.py": ["tests/test_metrics.py"],
+    "src/facesketch/metrics/similarity.py": ["tests/test_metrics.py"],
+    "src/facesketch/report/tables.py": ["tests/test_report.py", E2E],
+    "src/facesketch/models/layers.py": ["tests/test_models.py", R + "test_dyspade_residual_forms_match_their_equations",
+                                        R + "test_dog_mask_logits_receive_their_true_gradient",
+                                        R + "test_gaussian_depth_pyramid_uses_the_binomial_kernel"],
+    "src/facesketch/train/data.py": [R + "test_training_batches_carry_the_style_of_their_pair",
+                                     TEXTURAL],
+    "src/facesketch/train/infer.py": [E2E,
+                                      R + "test_inference_framing_puts_each_pixel_back_where_it_was",
+                                      "tests/test_train.py::test_test_framing_round_trips"],
+    "src/facesketch/train/losses.py": ["tests/test_losses.py", TEXTURAL],
+    "src/facesketch/fileio.py": [R + "test_a_kill_between_write_and_rename_leaves_no_final_file",
+                                 "tests/test_report.py"],
+}
+TESTED = ("killed", "survived", "timeout", "suspicious", "segfault")
+
+
+def results(cwd: Path) -> dict[str, str]:
+    """{mutant: status} from ``mutmut results --all true``."""
+    out = subprocess.run(MUTMUT + ["results", "--all", "true"], cwd=cwd, capture_output=True, text=True).stdout
+    return dict(m.groups() for m in re.finditer(r"^\s+(\S+): (.+)$", out, re.M))
+
+
+def module_of(mutant: str) -> str:
+    return mutant.split(".x_")[0].split(".xǁ")[0]
+
+
+def summary(status: dict[str, str]) -> tuple[str, int, int]:
+    killed = sum(s in ("killed", "timeout", "segfault") for s in status.values())
+    tested = sum(s in TESTED for s in status.values())
+    rate = f"{100 * killed / tested:.1f}%" if tested else "n/a"
+    return rate, killed, tested
+
+
+def reviewed() -> set[str]:
+    if not REVIEWED.is_file():
+        return set()
+    return {line.split()[0] for line in REVIEWED.read_text().splitlines() if line.strip() and not line.startswith("#")}
+
+
+def report(args) -> int:
+    status = results(REPO)
+    if not status:
+        print("no mutmut results: run `make mutate` first", file=sys.stderr)
+        return 1
+    rate, killed, tested = summary(status)
+    lines = ["# Mutation testing report", "",
+             f"Kill rate {rate}: {killed} of {tested} tested mutants killed (timeouts count as killed); "
+             f"{sum(s == 'not checked' for s in status.values())} not checked, "
+             f"{sum(s == 'no tests' for s in status.values())} reached by no fast test.", "",
+             "| module | killed | tested | rate | survived | no tests |", "|---|---|---|---|---|---|"]
+    for mod in sorted({module_of(m) for m in status}):
+        part = {k: v for k, v in status.items() if module_of(k) == mod}
+        r, k, t = summary(part)
+        c = Counter(part.values())
+        lines.append(f"| {mod} | {k} | {t} | {r} | {c['survived']} | {c['no tests']} |")
+    known = reviewed()
+    survivors = sorted(m for m, s in status.items() if s == "survived")
+    lines += ["", f"## Survivors ({len(survivors)}; reviewed ones in tools/mutation_survivors.txt)", ""]
+    for m in survivors:
+        diff = subprocess.run(MUTMUT + ["show", m], cwd=REPO, capture_output=True, text=True).stdout
+        changed = [x for x in diff.splitlines() if x[:1] in "+-" and not x.startswith(("+++", "---"))]
+        lines.append(f"- `{m}`{' (reviewed)' if m in known else ''}: " + " / ".join(f"`{x.strip()}`" for x in changed))
+    text = "\n".join(lines) + "\n"
+    Path(args.out).write_text(text, encoding="utf-8")
+    print(f"kill rate {rate} ({killed}/{tested}); report: {args.out}")
+    return 0
+
+
+def functions(path: Path) -> list[str]:
+    """mutmut's keys of the functions and methods defined in a module (x_f, xǁClassǁm)."""
+    tree = ast.parse(path.read_text())
+    keys = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            keys.append(f"x_{node.name}")
+        elif isinstance(node, ast.ClassDef):
+            keys += [f"xǁ{node.name}ǁ{f.name}" for f in node.body
+                     if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    return keys
+
+
+def _narrow_config(pyproject: Path, module: str, tests: list[str]) -> None:
+    text = pyproject.read_text()
+    fmt = lambda xs: "[" + ", ".join(f'"{x}"' for x in xs) + "]"  # noqa: E731
+    text, n1 = re.subn(r"(?ms)^only_mutate = \[.*?^\]", f"only_mutate = {fmt([module])}", text)
+    text, n2 = re.subn(r"(?ms)^pytest_add_cli_args_test_selection = \[.*?^\]",
+                       f"pytest_add_cli_args_test_selection = {fmt(tests)}", text)
+    if not (n1 and n2):
+        raise SystemExit(f"{pyproject}: [tool.mutmut] has no only_mutate / pytest_add_cli_args_test_selection list")
+    pyproject.write_text(text)
+
+
+def sample(args) -> int:
+    key = args.key if args.key is not None else datetime.date.today().toordinal()
+    modules = sorted(TESTS)
+    module = modules[key % len(modules)]
+    rng = random.Random(key)
+    funcs = functions(REPO / module)
+    picked = sorted(rng.sample(funcs, min(args.functions, len(funcs))))
+    dotted = module.removeprefix("src/").removesuffix(".py").replace("/", ".")
+    patterns = [f"{dotted}.{f}__mutmut_?" for f in picked]
+    print(f"mutation sample (key {key}): {module}, mutants 1-9 of {', '.join(picked)}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="facesketch-mutate-") as tmp:
+        work = Path(tmp)
+        files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
+                               capture_output=True, text=True).stdout.split()
+        for f in files:
+            if (REPO / f).is_file():
+                (work / f).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(REPO / f, work / f)
+        _narrow_config(work / "pyproject.toml", module, TESTS[module])
+        try:
+            run = subprocess.run(MUTMUT + ["run", "--max-children", "1"] + patterns, cwd=work, capture_output=True,
+                                 text=True, timeout=args.budget)
+            tail = run.stdout[-3000:].replace("\r", "\n")
+            finished = run.returncode == 0
+        except subprocess.TimeoutExpired:
+            tail, finished = "", False
+            print(f"time budget of {args.budget} s reached: reporting the mutants tested so far")
+        status = {k: v for k, v in results(work).items()
+                  if any(re.fullmatch(p.replace(".", r"\.").replace("?", r"\d"), k) for p in patterns)}
+    rate, killed, tested = summary(status)
+    survivors = sorted(m for m, s in status.items() if s == "survived")
+    print(f"sample: {killed} of {tested} tested mutants killed ({rate}); "
+          f"{sum(s == 'no tests' for s in status.values())} reached by no fast test")
+    for m in survivors:
+        print(f"  survived: {m}")
+    if tested == 0:
+        print("no mutant was tested: the test selection or mutmut failed", file=sys.stderr)
+        if tail:
+            print(tail, file=sys.stderr)
+        return 1
+    if not finished and tail:
+        print(tail[-1500:], file=sys.stderr)
+    new = [m for m in survivors if m not in reviewed()]
+    if args.strict and new:
+        print(f"{len(new)} survivor(s) not reviewed in {REVIEWED.relative_to(REPO)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("report")
+    r.add_argument("--out", default="mutation-report.md")
+    s = sub.add_parser("sample")
+    s.add_argument("--key", type=int, default=None)
+    s.add_argument("--functions", type=int, default=3)
+    s.add_argument("--budget", type=int, default=170, help="seconds for the whole sample")
+    s.add_argument("--strict", action="store_true")
+    args = p.parse_args()
+    return report(args) if args.cmd == "report" else sample(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
