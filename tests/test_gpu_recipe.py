@@ -39,9 +39,10 @@ CPU = torch.device("cpu")
 # mean the losses agree to a few percent.
 LOSS_RTOL = 5e-2
 # Adam's first step moves every weight by lr * m / (sqrt(v) + eps) = lr * g / (|g| + eps): about
-# +-lr whatever the gradient's size, so a weight can differ by at most 2 lr (a gradient whose
-# sign bf16 flipped), and the signs of the updates must agree for almost all weights.
-SIGN_AGREEMENT = 0.9
+# +-lr whatever the gradient's size, so a weight can differ by at most 2 lr (a gradient whose sign
+# bf16 rounding flipped; many of the smallest gradients do). The gradients themselves must point
+# the same way: cosine similarity of each network's whole gradient, bf16 against fp32.
+GRAD_COSINE = 0.95
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,6 @@ def test_compiled_bf16_channels_last_step_matches_eager_fp32(cfg, variant, induc
     assert fast.compiled
     fast.warm_up(b, b2)  # compiles every graph of the step; falls back to eager on any failure
     assert fast.compiled, "the compiled step failed on the CPU and fell back to eager (see the log)"
-    before = {k: v.detach().clone() for k, v in eager.nets[next(iter(eager.nets))].state_dict().items()}
 
     torch.manual_seed(5)
     loss_e = eager.step(b, b2)
@@ -98,25 +98,19 @@ def test_compiled_bf16_channels_last_step_matches_eager_fp32(cfg, variant, induc
     loss_f = fast.step(b, b2)
     assert set(loss_e) == set(loss_f)
     for k in loss_e:
-        assert loss_f[k].dtype == torch.float32
+        assert loss_f[k].dtype == torch.float32, (k, loss_f[k].dtype)
         assert torch.allclose(loss_f[k], loss_e[k], rtol=LOSS_RTOL, atol=1e-3), (k, loss_f[k], loss_e[k])
 
-    lr = spec["optimizer"]["lr_g"]
     for name in eager.nets:
-        we, wf = eager.nets[name].state_dict(), fast.nets[name].state_dict()
-        agree = total = 0
-        for key, t in we.items():
-            if not t.is_floating_point() or key.endswith(("running_mean", "running_var")):
-                continue
-            diff = (wf[key] - t).abs().max().item()
-            lr_net = spec["optimizer"]["lr_g" if name.startswith("G") else "lr_d"]
-            assert diff <= 2 * lr_net * 1.001 + 1e-6, (name, key, diff)
-            if name == next(iter(eager.nets)):
-                de, df = t - before[key], wf[key] - before[key]
-                agree += int(((de.sign() == df.sign()) | (de.abs() < 1e-3 * lr)).sum())
-                total += t.numel()
-        if total:
-            assert agree / total >= SIGN_AGREEMENT, (name, agree / total)
+        lr = spec["optimizer"]["lr_g" if name.startswith("G") else "lr_d"]
+        pe, pf = dict(eager.nets[name].named_parameters()), dict(fast.nets[name].named_parameters())
+        for key, p in pe.items():
+            assert (pf[key] - p).abs().max().item() <= 2 * lr * 1.001 + 1e-7, (name, key)
+        ge = torch.cat([p.grad.flatten() for p in pe.values() if p.grad is not None])
+        gf = torch.cat([pf[k].grad.flatten() for k, p in pe.items() if p.grad is not None])
+        cos = torch.nn.functional.cosine_similarity(ge, gf, dim=0).item()
+        print(f"{variant} {name}: gradient cosine bf16/fp32 {cos:.4f}")
+        assert cos >= GRAD_COSINE, (name, cos)
 
 
 @pytest.mark.parametrize("variant", FAMILIES)

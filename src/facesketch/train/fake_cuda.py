@@ -30,6 +30,7 @@ GPU; one step never fills a pool of 50).
 from __future__ import annotations
 
 import contextlib
+import copy
 import traceback
 from pathlib import Path
 
@@ -85,10 +86,11 @@ class HostSyncGuard(TorchDispatchMode):
                     self._flag("host sync: a CUDA tensor copied to the CPU (.cpu(), .to('cpu'))")
                 elif kinds == ("cpu", "cuda") and src.dim() > 0:
                     # a blocking copy from pageable memory: waits for the GPU, and breaks CUDA graphs
-                    self._flag("host-to-device copy in the step (a CPU tensor moved to the GPU, e.g. torch.tensor(list, "
-                               "device=...))")
+                    self._flag("host-to-device copy in the step (a CPU tensor moved to the GPU, e.g. "
+                               "torch.tensor(list, device=...))")
         elif func in _SAME_DTYPE_OPS:
-            dtypes = {t.dtype for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor) and t.is_floating_point()}
+            dtypes = {t.dtype for t in tree_leaves((args, kwargs))
+                      if isinstance(t, torch.Tensor) and t.is_floating_point()}
             if len(dtypes) > 1:
                 self._flag(f"dtype mismatch: {func} on {sorted(map(str, dtypes))} (CUDA refuses it; autocast does "
                            "not cover this op or this call)")
@@ -206,6 +208,7 @@ def _move_engine(engine, mode) -> None:
     from facesketch.train.schedule import make_optimizer
 
     memo: dict = {}
+    engine.extra = {k: copy.deepcopy(v) for k, v in engine.extra.items()}  # may be shared (probe's stand-ins)
     for net in list(engine.nets.values()) + list(engine.extra.values()):
         _fake_cuda_module(net, mode, memo)
     engine.device, engine.recipe = CUDA, True

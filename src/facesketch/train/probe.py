@@ -17,6 +17,28 @@ import torch
 from facesketch.train.data import Batch
 
 PRETRAINED_LOSSES = ("vgg", "edge", "normal")
+_STAND_INS: dict[str, torch.nn.Module] = {}  # built once per process: the four attention CycleGANs share them
+
+
+def _stand_in(kind: str) -> torch.nn.Module:
+    from facesketch.train import losses as L
+
+    if kind not in _STAND_INS:
+        if kind == "vgg":
+            import torchvision
+
+            _STAND_INS[kind] = L.VGGLoss(torchvision.models.vgg19(weights=None).state_dict())
+        elif kind == "edge":
+            import lpips
+
+            from facesketch.maps.hed import HED
+
+            _STAND_INS[kind] = L.EdgeLoss(HED().eval(), lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval())
+        else:
+            from facesketch.maps.dsine import DSINE, NormalPredictor
+
+            _STAND_INS[kind] = L.NormalLoss(NormalPredictor(DSINE().eval()).eval())
+    return _STAND_INS[kind]
 
 
 def scaled(spec: dict, size: int, ngf: int | None = None, batch: int | None = None) -> dict:
@@ -46,11 +68,9 @@ def loss_networks(spec: dict, weights_dir: Path | None, device: torch.device) ->
             from facesketch.maps.weights import require
 
             state = torch.load(require("vgg19", weights_dir or Path("weights")), map_location="cpu", weights_only=True)
+            extra["vgg"] = L.VGGLoss(state)
         except WeightsError:
-            import torchvision
-
-            state, _ = torchvision.models.vgg19(weights=None).state_dict(), stand_ins.append("VGG19")
-        extra["vgg"] = L.VGGLoss(state)
+            extra["vgg"], _ = _stand_in("vgg"), stand_ins.append("VGG19")
     if w.get("edge"):
         try:
             from facesketch.maps import hed
@@ -59,22 +79,14 @@ def loss_networks(spec: dict, weights_dir: Path | None, device: torch.device) ->
             extra["edge"] = L.EdgeLoss(hed.load(w.get("edge_hed", "official"), weights_dir or Path("weights")),
                                        load_lpips(weights_dir or Path("weights")))
         except WeightsError:
-            import lpips
-
-            from facesketch.maps.hed import HED
-
-            extra["edge"] = L.EdgeLoss(HED().eval(), lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval())
-            stand_ins.append("HED+LPIPS")
+            extra["edge"], _ = _stand_in("edge"), stand_ins.append("HED+LPIPS")
     if w.get("normal"):
         try:
             from facesketch.maps import dsine
 
             extra["normal"] = L.NormalLoss(dsine.load(weights_dir or Path("weights")))
         except WeightsError:
-            from facesketch.maps.dsine import DSINE, NormalPredictor
-
-            extra["normal"] = L.NormalLoss(NormalPredictor(DSINE().eval()).eval())
-            stand_ins.append("DSINE")
+            extra["normal"], _ = _stand_in("normal"), stand_ins.append("DSINE")
     for m in extra.values():
         m.to(device)
         for p in m.parameters():
