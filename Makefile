@@ -48,6 +48,10 @@ mutate-sample: install
 lint: install
 	$(BIN)/ruff check src tests bench
 
+.PHONY: gpu-check
+gpu-check: install  # this machine's GPU: img/s, memory, MFU per variant, projected GPU-hours of config.yaml
+	$(BIN)/facesketch gpu-check --out results/gpu_check --resources gpu=1 --resources gpu=4
+
 bench: install
 	$(BIN)/python bench/metrics_speed.py
 	$(BIN)/python bench/maps_speed.py

@@ -135,3 +135,32 @@ def test_vgg_loss_on_a_stand_in_state_dict():
             if i in taps:
                 want += taps[i] * (a - b).abs().mean().item()
     assert vgg(x, y).item() == pytest.approx(want, rel=1e-5)
+
+
+def test_slice_kernels_equal_their_convolutions():
+    """image_gradients, to_grey and the DOG blur are written with slices (no kernel tensor copied
+    to the GPU per call); the convolutions they replace are the reference."""
+    from facesketch.models.layers import gaussian_downsample
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 17, 20)
+    grey = (x * torch.tensor(L.RGB2GRAY).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    assert torch.allclose(L.to_grey(x), grey, atol=1e-6)
+    for kind, k in (("sobel", L._SOBEL), ("prewitt", L._PREWITT)):
+        ref = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), torch.stack([k, k.t()]).unsqueeze(1))
+        assert torch.allclose(L.image_gradients(x, kind), ref, atol=1e-5)
+    k1 = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16
+    k = (k1[:, None] * k1[None, :]).expand(3, 1, 5, 5)
+    y = torch.rand(2, 3, 32, 32)
+    ref = F.conv2d(F.pad(y, (2, 2, 2, 2), mode="replicate"), k, groups=3)[..., ::2, ::2]
+    ref = F.conv2d(F.pad(ref, (2, 2, 2, 2), mode="replicate"), k, groups=3)[..., ::2, ::2]
+    assert torch.allclose(gaussian_downsample(y, 8), ref, atol=1e-5)
+
+
+def test_dsine_intrinsics_by_hand():
+    from facesketch.maps.dsine import intrinsics_from_fov
+
+    k = intrinsics_from_fov(64, 80, 60.0, batch=2)
+    f = 40 / math.tan(math.radians(30))  # half the larger side over tan(fov / 2)
+    expected = torch.tensor([[f, 0, 39.5], [0, f, 31.5], [0, 0, 1.0]])
+    assert k.shape == (2, 3, 3) and torch.allclose(k, expected.expand(2, 3, 3))

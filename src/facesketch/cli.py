@@ -122,6 +122,21 @@ def cmd_summary(args) -> int:
     return 0
 
 
+def cmd_gpu_check(args) -> int:
+    from facesketch.gpu_check import run
+
+    gpus = []
+    for r in args.resources or ["gpu=1"]:
+        key, _, n = r.partition("=")
+        if key != "gpu" or not n.isdigit() or int(n) < 1:
+            raise ConfigError(f"--resources {r}: expected gpu=N with N >= 1")
+        gpus.append(int(n))
+    run(_config(args), variants=args.variants, device=args.device, size=args.size, ngf=args.ngf, batch=args.batch,
+        steps=args.steps, gpus=gpus, train_pairs=args.train_pairs, out=Path(args.out) if args.out else None,
+        weights_dir=Path(args.weights) if args.weights else None, recipe_on_cpu=args.cpu_recipe)
+    return 0
+
+
 def cmd_train(args) -> int:
     from facesketch.train.run import train
 
@@ -255,6 +270,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p, variant=True)
     p.add_argument("--size", type=int, help="input size (default: the variant's crop)")
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("gpu-check", help="time every variant on this GPU and project the full run's GPU-hours")
+    _add_config_args(p)
+    p.add_argument("--variants", nargs="+", help="variants to check (default: the config's run.variants, else all)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--size", type=int, help="input size (default: each variant's own; 32 on the CPU)")
+    p.add_argument("--ngf", type=int, help="filters of the first layer (default: each variant's own; 8 on the CPU)")
+    p.add_argument("--batch", type=int, help="batch size (default: each variant's own; 2 on the CPU)")
+    p.add_argument("--steps", type=int, help="timed steps per variant (default: 20 on a GPU, 2 on the CPU)")
+    p.add_argument("--resources", action="append", metavar="gpu=N",
+                   help="GPUs to spread the projected hours over (repeatable; default gpu=1)")
+    p.add_argument("--train-pairs", type=int, default=1058, help="training pairs (default: FS2K's 1058)")
+    p.add_argument("--weights", help="weights folder for the loss networks (random stand-ins when missing)")
+    p.add_argument("--cpu-recipe", action="store_true",
+                   help="on the CPU, run the GPU recipe (compile, bf16, channels_last): minutes, for testing")
+    p.add_argument("--out", help="folder for gpu_check.json and gpu_check.md")
+    p.set_defaults(func=cmd_gpu_check)
 
     p = sub.add_parser("train", help="train one variant with one seed (resumes from its last checkpoint)")
     _add_config_args(p, variant=True)

@@ -227,8 +227,11 @@ class DSINE(nn.Module):
 def intrinsics_from_fov(h: int, w: int, fov_deg: float = 60.0, batch: int = 1, device=None) -> torch.Tensor:
     """DSINE's default camera: principal point at the centre, focal from the field of view."""
     f = (max(h, w) / 2.0) / math.tan(math.radians(fov_deg / 2.0))
-    k = torch.tensor([[f, 0.0, w / 2.0 - 0.5], [0.0, f, h / 2.0 - 0.5], [0.0, 0.0, 1.0]], device=device)
-    return k.unsqueeze(0).repeat(batch, 1, 1)
+    # filled on the device from Python numbers: torch.tensor(list, device=...) would be a blocking
+    # host-to-device copy in every training step of the normal loss
+    k = torch.zeros(batch, 3, 3, device=device)
+    k[:, 0, 0], k[:, 1, 1], k[:, 0, 2], k[:, 1, 2], k[:, 2, 2] = f, f, w / 2.0 - 0.5, h / 2.0 - 0.5, 1.0
+    return k
 
 
 def load_checkpoint(path: Path) -> DSINE:

@@ -219,9 +219,8 @@ class AttentionResnetGenerator(nn.Module):
     def _background(self, x):
         if x.shape[1] == self.cout:
             return x
-        if self.cout == 1:  # MATLAB rgb2gray weights
-            w = torch.tensor([0.2989, 0.5870, 0.1140], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-            return (x * w).sum(1, keepdim=True)
+        if self.cout == 1:  # MATLAB rgb2gray weights (Python numbers: no host-to-device copy per call)
+            return 0.2989 * x[:, 0:1] + 0.5870 * x[:, 1:2] + 0.1140 * x[:, 2:3]
         return x.expand(-1, self.cout, -1, -1)
 
     def forward(self, x, depth=None, style=None):

@@ -127,10 +127,15 @@ class DOGUpsample(nn.Module):
 
 def gaussian_downsample(x: torch.Tensor, size: int) -> torch.Tensor:
     """A Gaussian pyramid level: 5-tap binomial blur then /2, repeated down to ``size``."""
-    k1 = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], dtype=x.dtype, device=x.device) / 16
-    k = (k1[:, None] * k1[None, :]).expand(x.shape[1], 1, 5, 5)
+    taps = (1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16)  # separable; Python numbers: no host-to-device copy
+
+    def blur(p: torch.Tensor) -> torch.Tensor:
+        h, w = p.shape[-2] - 4, p.shape[-1] - 4
+        p = sum(t * p[..., i:i + h, :] for i, t in enumerate(taps))
+        return sum(t * p[..., j:j + w] for j, t in enumerate(taps))
+
     while x.shape[-1] > size:
-        x = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), k, groups=x.shape[1])[..., ::2, ::2]
+        x = blur(F.pad(x, (2, 2, 2, 2), mode="replicate"))[..., ::2, ::2]
     if x.shape[-1] != size:  # sizes that are not a power-of-two multiple
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     return x

@@ -82,8 +82,9 @@ class ImagePool:
 
 
 class Precision:
-    def __init__(self, kind: str, device: torch.device):
-        if device.type != "cuda" and kind != "fp32":
+    def __init__(self, kind: str, device: torch.device, cpu_bf16: bool = False):
+        # cpu_bf16: the GPU recipe run on the CPU for testing (autocast to bf16 exists there; fp16 does not)
+        if device.type != "cuda" and kind != "fp32" and not (cpu_bf16 and kind == "bf16"):
             log.info("precision %s asked for, but on the CPU training runs in fp32", kind)
             kind = "fp32"
         self.kind, self.device = kind, device
@@ -112,16 +113,21 @@ class Precision:
 class Engine:
     """Builds the networks of a variant and runs its training steps."""
 
-    def __init__(self, spec: dict, device: torch.device, weights_dir: Path, fast_optimizers: bool = True):
+    compiled = False  # set by facesketch.train.compile when the networks run as compiled graphs
+
+    def __init__(self, spec: dict, device: torch.device, weights_dir: Path, fast_optimizers: bool = True,
+                 gpu_recipe_on_cpu: bool = False):
         self.spec, self.device = spec, device
+        # the GPU recipe (bf16 autocast, channels_last, fused optimisers, compile) also on the CPU, for tests
+        self.recipe = device.type == "cuda" or gpu_recipe_on_cpu
         self.paired = spec["family"] == "paired"
         self.nets = registry.build(spec)
         for net in self.nets.values():
             if spec.get("init", "normal") == "normal":  # "default": PyTorch's own, as released HIDA
                 registry.init_weights(net)
             net.to(device)
-        self.precision = Precision(spec.get("precision", "fp32"), device)
-        if device.type == "cuda" and spec.get("channels_last", False):
+        self.precision = Precision(spec.get("precision", "fp32"), device, cpu_bf16=self.recipe)
+        if self.recipe and spec.get("channels_last", False):
             for net in self.nets.values():
                 net.to(memory_format=torch.channels_last)
         losses = spec["losses"]
@@ -148,8 +154,8 @@ class Engine:
         else:
             g_params = list(self.nets["G_A"].parameters()) + list(self.nets["G_B"].parameters())
             d_params = list(self.nets["D_A"].parameters()) + list(self.nets["D_B"].parameters())
-        self.opt_g = make_optimizer(g_params, opt, opt["lr_g"], device, fast_optimizers)
-        self.opt_d = make_optimizer(d_params, opt, opt["lr_d"], device, fast_optimizers)
+        self.opt_g = make_optimizer(g_params, opt, opt["lr_g"], device, fast_optimizers, fused_on_cpu=self.recipe)
+        self.opt_d = make_optimizer(d_params, opt, opt["lr_d"], device, fast_optimizers, fused_on_cpu=self.recipe)
         self.sched = [make_scheduler(self.opt_g, spec["schedule"]), make_scheduler(self.opt_d, spec["schedule"])]
         self.run = {name: (WithAux(net) if name.startswith("G") else net) for name, net in self.nets.items()}
         self.pools: dict[str, ImagePool] = {}
@@ -187,47 +193,14 @@ class Engine:
             raise ConfigError(f"variants.{name}: the identity loss needs 3-channel sketches (out_channels: 3)")
 
     def compile(self, enabled: bool, cuda_graphs: bool = False) -> None:
-        """torch.compile every network; any failure on a trial step falls back to eager."""
-        if not enabled:
-            return
-        if self.device.type != "cuda":
-            log.info("torch.compile skipped on the CPU")
-            return
-        # the default mode compiles in seconds per network; max-autotune would benchmark kernels for
-        # minutes per variant, too long for a 15-variant reproduction
-        mode = "reduce-overhead" if cuda_graphs else "default"
-        eager = dict(self.run)
-        try:
-            self.run = {k: torch.compile(v, mode=mode) for k, v in self.run.items()}
-        except Exception as e:  # noqa: BLE001
-            log.warning("torch.compile unavailable (%s): training eagerly", e)
-            self.run = eager
-        self._eager = eager
+        from facesketch.train.compile import compile_engine
+
+        compile_engine(self, enabled, cuda_graphs)
 
     def warm_up(self, batch: Batch, batch_b: Batch | None) -> None:
-        """Run one step on copies of the state, without touching RNG or weights, so that a
-        compile failure shows before training; then fall back to eager if it failed."""
-        if not hasattr(self, "_eager"):
-            return
-        import copy
+        from facesketch.train.compile import warm_up
 
-        saved = {k: copy.deepcopy(v.state_dict()) for k, v in self.nets.items()}
-        opt_saved = (copy.deepcopy(self.opt_g.state_dict()), copy.deepcopy(self.opt_d.state_dict()))
-        pools = {k: (p.count, None if p.images is None else p.images.clone()) for k, p in self.pools.items()}
-        try:
-            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-                self.step(batch, batch_b)
-            torch.cuda.synchronize(self.device)
-            log.info("torch.compile: compiled graphs run")
-        except Exception as e:  # noqa: BLE001
-            log.warning("torch.compile failed on a trial step (%s): training eagerly", str(e).splitlines()[0])
-            self.run = self._eager
-        for k, v in self.nets.items():
-            v.load_state_dict(saved[k])
-        self.opt_g.load_state_dict(opt_saved[0])
-        self.opt_d.load_state_dict(opt_saved[1])
-        for k, (count, images) in pools.items():
-            self.pools[k].count, self.pools[k].images = count, images
+        warm_up(self, batch, batch_b)
 
     # --- steps -------------------------------------------------------------------------------
 
@@ -243,7 +216,7 @@ class Engine:
         return torch.cat(parts, 1)
 
     def _cl(self, x: torch.Tensor | None) -> torch.Tensor | None:
-        if x is not None and self.device.type == "cuda" and self.spec.get("channels_last", False):
+        if x is not None and self.recipe and self.spec.get("channels_last", False):
             return x.contiguous(memory_format=torch.channels_last)
         return x
 

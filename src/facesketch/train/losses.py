@@ -18,8 +18,9 @@ RGB2GRAY = (0.2989, 0.5870, 0.1140)  # MATLAB's rgb2gray, as the FS2K toolbox us
 def to_grey(x: torch.Tensor) -> torch.Tensor:
     if x.shape[1] == 1:
         return x
-    w = torch.tensor(RGB2GRAY, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x * w).sum(1, keepdim=True)
+    # weights as Python numbers: a torch.tensor of them would be a host-to-device copy per call
+    r, g, b = RGB2GRAY
+    return r * x[:, 0:1] + g * x[:, 1:2] + b * x[:, 2:3]
 
 
 class GANLoss:
@@ -76,6 +77,7 @@ def feature_matching(real_out, fake_out) -> torch.Tensor:
 
 _SOBEL = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 _PREWITT = torch.tensor([[-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0]]) / 3.0
+_SMOOTHING = {"sobel": (1.0, 2.0, 1.0), "prewitt": (1 / 3, 1 / 3, 1 / 3)}
 
 
 def image_gradients(x: torch.Tensor, kind: str = "sobel", grey: str = "luminance",
@@ -86,11 +88,15 @@ def image_gradients(x: torch.Tensor, kind: str = "sobel", grey: str = "luminance
     every input channel with one kernel); padding: ``replicate`` or ``zeros`` (the released
     conv2d(padding=1)).
     """
-    k = (_SOBEL if kind == "sobel" else _PREWITT).to(x.device, x.dtype)
-    kernels = torch.stack([k, k.t()]).unsqueeze(1)
+    # the 3x3 cross-correlation written out with slices (the kernel's columns/rows are -1, 0, +1
+    # times the smoothing taps), so no kernel tensor is copied to the device on each call
+    taps = _SMOOTHING[kind]  # the third column of _SOBEL / _PREWITT
     g = x.sum(1, keepdim=True) if grey == "sum" else to_grey(x)
-    g = F.pad(g, (1, 1, 1, 1), mode="replicate") if padding == "replicate" else F.pad(g, (1, 1, 1, 1))
-    return F.conv2d(g, kernels)
+    p = F.pad(g, (1, 1, 1, 1), mode="replicate") if padding == "replicate" else F.pad(g, (1, 1, 1, 1))
+    h, w = x.shape[-2:]
+    gx = sum(t * (p[:, :, i:i + h, 2:2 + w] - p[:, :, i:i + h, 0:w]) for i, t in enumerate(taps))
+    gy = sum(t * (p[:, :, 2:2 + h, j:j + w] - p[:, :, 0:h, j:j + w]) for j, t in enumerate(taps))
+    return torch.cat([gx, gy], 1)
 
 
 def textural_loss(pred: torch.Tensor, ref: torch.Tensor, kind: str = "sobel", eps: float = 1e-6,
@@ -167,7 +173,8 @@ class EdgeLoss(nn.Module):
             e_real = self.edges(real)
         e_rec = self.edges(rec)
         to_lpips = lambda e: (2 * e - 1).expand(-1, 3, -1, -1)  # noqa: E731
-        return self.lpips(to_lpips(e_real), to_lpips(e_rec)).mean()
+        # LPIPS runs under the step's autocast; its distance is averaged and returned in fp32
+        return self.lpips(to_lpips(e_real), to_lpips(e_rec)).float().mean()
 
 
 class NormalLoss(nn.Module):

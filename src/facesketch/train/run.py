@@ -134,7 +134,7 @@ def train(spec: dict, manifest: Path, maps: Path, out: Path, seed: int = 0, weig
     epochs = spec["schedule"]["epochs"]
     max_steps = spec.get("max_steps_per_epoch")
     steps_per_epoch = min(len(ds) // bs, max_steps or len(ds))
-    if start < epochs and hasattr(engine, "_eager"):
+    if start < epochs and engine.compiled:
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             g_state = ds.state()
             probe = ds.batch(torch.arange(bs, device=dev))

@@ -18,16 +18,18 @@ def lr_factor(epoch: int, epochs: int, decay_epochs: int) -> float:
     return 1.0 - max(0, epoch + 1 - (epochs - decay_epochs)) / float(decay_epochs + 1)
 
 
-def make_optimizer(params, spec: dict, lr: float, device: torch.device, fast: bool = True) -> torch.optim.Optimizer:
+def make_optimizer(params, spec: dict, lr: float, device: torch.device, fast: bool = True,
+                   fused_on_cpu: bool = False) -> torch.optim.Optimizer:
     kind = spec.get("type", "adam")
     betas = tuple(spec.get("betas", (0.5, 0.999)))
     wd = spec.get("weight_decay", 0.0)
-    # fused kernels on CUDA (one launch per step), foreach elsewhere; fast=False is the
-    # per-parameter loop of older code (the throughput benchmark's reference)
+    # fused kernels on CUDA (one launch per step), foreach elsewhere; fused_on_cpu: the GPU recipe
+    # on the CPU (torch has fused Adam/AdamW CPU kernels); fast=False is the per-parameter loop of
+    # older code (the throughput benchmark's reference)
     if not fast:
         impl = {"foreach": False}
     else:
-        impl = {"fused": True} if device.type == "cuda" else {"foreach": True}
+        impl = {"fused": True} if device.type == "cuda" or fused_on_cpu else {"foreach": True}
     cls = torch.optim.AdamW if kind == "adamw" else torch.optim.Adam
     return cls([p for p in params if p.requires_grad], lr=lr, betas=betas, weight_decay=wd, **impl)
 
