@@ -35,8 +35,12 @@ full: install
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
+# ruff for the Python, snakemake --lint (full config and demo) and snakefmt for the workflow
 lint: install
 	$(BIN)/ruff check src tests bench
+	$(BIN)/snakemake --lint
+	$(BIN)/snakemake --lint $(DEMO)
+	$(BIN)/snakefmt --check Snakefile rules
 
 bench: install
 	$(BIN)/python bench/metrics_speed.py

@@ -39,6 +39,8 @@ rule align_fs2k:
         skipped=f"{FS2K}/skipped.csv",
     params:
         spec=q(CFG["fs2k"]),
+        out=lambda w, output: parent(output.manifest),
+        code=code_fingerprint("facesketch.data.fs2k"),
     conda:
         "../envs/data.yaml"
     log:
@@ -47,7 +49,7 @@ rule align_fs2k:
         f"{RES}/benchmarks/align_fs2k.tsv"
     threads: workflow.cores
     shell:
-        "facesketch align --raw {input} --out {FS2K} --spec {params.spec} 2> {log}"
+        "facesketch align --raw {input} --out {params.out} --spec {params.spec} 2> {log}"
 
 
 rule data_all:

@@ -11,6 +11,9 @@ rule infer:
     params:
         spec=lambda w: q(spec(w.variant)),
         batch=CFG["infer"]["batch_size"],
+        maps=MAPS,
+        device=DEVICE,
+        code=code_fingerprint("facesketch.train.infer"),
     resources:
         gpu=1,
     conda:
@@ -21,8 +24,8 @@ rule infer:
         f"{RES}/benchmarks/infer_{{variant}}_{{seed}}_{{style}}.tsv"
     shell:
         "facesketch infer --spec {params.spec} --checkpoint {input.model} --manifest {input.manifest}"
-        " --maps {MAPS} --out {output} --style {wildcards.style} --batch-size {params.batch}"
-        " --device {CFG[device]} 2> {log}"
+        " --maps {params.maps} --out {output} --style {wildcards.style} --batch-size {params.batch}"
+        " --device {params.device} 2> {log}"
 
 
 rule infer_cross:
@@ -34,6 +37,9 @@ rule infer_cross:
     params:
         spec=lambda w: q(spec(w.variant)),
         n=CFG["infer"]["cross_style"],
+        maps=MAPS,
+        device=DEVICE,
+        code=code_fingerprint("facesketch.train.infer"),
     resources:
         gpu=1,
     conda:
@@ -42,10 +48,5 @@ rule infer_cross:
         f"{LOGS}/infer_{{variant}}_{{seed}}_cross.log",
     shell:
         "facesketch infer --spec {params.spec} --checkpoint {input.model} --manifest {input.manifest}"
-        " --maps {MAPS} --out {output} --style cross --cross-style {params.n} --device {CFG[device]} 2> {log}"
+        " --maps {params.maps} --out {output} --style cross --cross-style {params.n} --device {params.device} 2> {log}"
 
-
-def cross_samples():
-    if CFG["infer"]["cross_style"] == 0:
-        return []
-    return [f"{RES}/samples/{v}/{s}/cross" for v in VARIANTS if style_aware(spec(v)) for s in seeds(v)]

@@ -11,6 +11,8 @@ rule maps:
     params:
         spec=q(CFG["maps"]),
         weights=WEIGHTS,
+        device=DEVICE,
+        code=code_fingerprint("facesketch.maps.run"),
     resources:
         gpu=1,
     conda:
@@ -21,7 +23,7 @@ rule maps:
         f"{RES}/benchmarks/maps_{{kind}}.tsv"
     shell:
         "facesketch maps {wildcards.kind} --manifest {input.manifest} --out {output} --weights {params.weights}"
-        " --spec {params.spec} --device {CFG[device]} 2> {log}"
+        " --spec {params.spec} --device {params.device} 2> {log}"
 
 
 rule contact_sheet:
@@ -33,12 +35,14 @@ rule contact_sheet:
                category="Geometry maps", labels={"map": "{kind}"}),
     params:
         per_style=CFG["maps"]["contact_sheet_per_style"],
+        maps=lambda w, input: parent(input.maps),
+        code=code_fingerprint("facesketch.maps.contact_sheet"),
     conda:
         "../envs/maps.yaml"
     log:
         f"{LOGS}/contact_sheet_{{kind}}.log",
     shell:
-        "facesketch contact-sheet {wildcards.kind} --manifest {input.manifest} --maps {MAPS} --out {output}"
+        "facesketch contact-sheet {wildcards.kind} --manifest {input.manifest} --maps {params.maps} --out {output}"
         " --per-style {params.per_style} 2> {log}"
 
 

@@ -2,13 +2,6 @@
 # released results of other methods scored the same way.
 
 
-def metrics_inputs(w):
-    inputs = {"manifest": f"{FS2K}/manifest.parquet", "samples": samples(w.variant)}
-    if CFG["metrics"]["framing"] == "native":
-        inputs["raw"] = f"{FS2K}/raw"  # the ground truth at the archive's resolution
-    return inputs
-
-
 rule score:
     input:
         unpack(metrics_inputs),
@@ -17,6 +10,8 @@ rule score:
     params:
         spec=lambda w: q({"variant": w.variant, "metrics": CFG["metrics"]}),
         weights=WEIGHTS,
+        device=DEVICE,
+        code=code_fingerprint("facesketch.metrics.evaluate"),
     resources:
         gpu=1,
     threads: workflow.cores
@@ -28,7 +23,7 @@ rule score:
         f"{RES}/benchmarks/score_{{variant}}.tsv"
     shell:
         "facesketch score --spec {params.spec} --manifest {input.manifest} --samples {input.samples}"
-        " --weights {params.weights} --out {output} --device {CFG[device]} 2> {log}"
+        " --weights {params.weights} --out {output} --device {params.device} 2> {log}"
 
 
 rule score_released:
@@ -43,6 +38,8 @@ rule score_released:
         label=lambda w: f"released:{w.released}",
         spec=q(CFG["metrics"]),
         weights=WEIGHTS,
+        device=DEVICE,
+        code=code_fingerprint("facesketch.metrics.evaluate"),
     resources:
         gpu=1,
     threads: workflow.cores
@@ -54,7 +51,7 @@ rule score_released:
         f"{RES}/benchmarks/score_released_{{released}}.tsv"
     shell:
         "facesketch evaluate {params.folder} --manifest {input.manifest} --out {output} --framing {params.framing}"
-        " --label {params.label} --spec {params.spec} --weights {params.weights} --device {CFG[device]} 2> {log}"
+        " --label {params.label} --spec {params.spec} --weights {params.weights} --device {params.device} 2> {log}"
 
 
 rule evaluate_all:

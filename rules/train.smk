@@ -11,6 +11,9 @@ rule train:
         spec=lambda w: q(spec(w.variant)),
         out=run_dir,
         weights=WEIGHTS,
+        maps=MAPS,
+        device=DEVICE,
+        code=code_fingerprint("facesketch.train.run"),
     resources:
         gpu=1,
     conda:
@@ -20,8 +23,8 @@ rule train:
     benchmark:
         f"{RES}/benchmarks/train_{{variant}}_{{seed}}.tsv"
     shell:
-        "facesketch train --spec {params.spec} --manifest {input.manifest} --maps {MAPS} --weights {params.weights}"
-        " --out {params.out} --done {output} --seed {wildcards.seed} --device {CFG[device]} 2> {log}"
+        "facesketch train --spec {params.spec} --manifest {input.manifest} --maps {params.maps} --weights {params.weights}"
+        " --out {params.out} --done {output} --seed {wildcards.seed} --device {params.device} 2> {log}"
 
 
 rule train_all:
