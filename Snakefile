@@ -14,6 +14,7 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 if not workflow.config_settings.configfiles:
+
     configfile: "config.yaml"
 
 

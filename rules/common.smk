@@ -6,13 +6,17 @@ from pathlib import Path
 from snakemake.settings.types import DeploymentMethod
 
 from facesketch import STYLES
-from facesketch.config import (archive_source, finalize, run_released, run_variants, spec_json,
-                               style_aware, weights_dir)
+from facesketch.config import archive_source, finalize, run_released, run_variants, spec_json, style_aware, weights_dir
 from facesketch.models.registry import uses_depth
 from facesketch.report.plots import plot_files, plot_spec
 from facesketch.report.tables import table_spec
-from facesketch.workflow import (SHELL_PREFIX, code_fingerprint, figure_caption, figure_subcategory,
-                                 put_interpreter_on_path)
+from facesketch.workflow import (
+    SHELL_PREFIX,
+    code_fingerprint,
+    figure_caption,
+    figure_subcategory,
+    put_interpreter_on_path,
+)
 
 CFG = finalize(copy.deepcopy(config))  # raises a ConfigError naming the key before anything runs
 
@@ -38,6 +42,7 @@ RELEASED = [n for n, ok in RELEASED_AVAILABLE.items() if ok]
 DEVICE = CFG["device"]
 TABLES = list(CFG["tables"])
 PLOTS = plot_files(CFG)
+
 
 wildcard_constraints:
     variant="|".join(VARIANTS) or "NONE",

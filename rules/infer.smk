@@ -8,20 +8,20 @@ rule infer:
         model=f"{RES}/checkpoints/{{variant}}/{{seed}}/model.pt",
     output:
         directory(f"{RES}/samples/{{variant}}/{{seed}}/{{style}}"),
+    log:
+        f"{LOGS}/infer_{{variant}}_{{seed}}_{{style}}.log",
+    benchmark:
+        f"{RES}/benchmarks/infer_{{variant}}_{{seed}}_{{style}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    resources:
+        gpu=1,
     params:
         spec=lambda w: q(spec(w.variant)),
         batch=CFG["infer"]["batch_size"],
         maps=MAPS,
         device=DEVICE,
         code=code_fingerprint("facesketch.train.infer"),
-    resources:
-        gpu=1,
-    conda:
-        "../envs/train.yaml"
-    log:
-        f"{LOGS}/infer_{{variant}}_{{seed}}_{{style}}.log",
-    benchmark:
-        f"{RES}/benchmarks/infer_{{variant}}_{{seed}}_{{style}}.tsv"
     shell:
         "facesketch infer --spec {params.spec} --checkpoint {input.model} --manifest {input.manifest}"
         " --maps {params.maps} --out {output} --style {wildcards.style} --batch-size {params.batch}"
@@ -34,19 +34,18 @@ rule infer_cross:
         model=f"{RES}/checkpoints/{{variant}}/{{seed}}/model.pt",
     output:
         directory(f"{RES}/samples/{{variant}}/{{seed}}/cross"),
+    log:
+        f"{LOGS}/infer_{{variant}}_{{seed}}_cross.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        gpu=1,
     params:
         spec=lambda w: q(spec(w.variant)),
         n=CFG["infer"]["cross_style"],
         maps=MAPS,
         device=DEVICE,
         code=code_fingerprint("facesketch.train.infer"),
-    resources:
-        gpu=1,
-    conda:
-        "../envs/train.yaml"
-    log:
-        f"{LOGS}/infer_{{variant}}_{{seed}}_cross.log",
     shell:
         "facesketch infer --spec {params.spec} --checkpoint {input.model} --manifest {input.manifest}"
         " --maps {params.maps} --out {output} --style cross --cross-style {params.n} --device {params.device} 2> {log}"
-

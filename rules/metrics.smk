@@ -7,20 +7,20 @@ rule score:
         unpack(metrics_inputs),
     output:
         f"{RES}/metrics/{{variant}}.parquet",
+    log:
+        f"{LOGS}/score_{{variant}}.log",
+    benchmark:
+        f"{RES}/benchmarks/score_{{variant}}.tsv"
+    conda:
+        "../envs/metrics.yaml"
+    threads: workflow.cores
+    resources:
+        gpu=1,
     params:
         spec=lambda w: q({"variant": w.variant, "metrics": CFG["metrics"]}),
         weights=WEIGHTS,
         device=DEVICE,
         code=code_fingerprint("facesketch.metrics.evaluate"),
-    resources:
-        gpu=1,
-    threads: workflow.cores
-    conda:
-        "../envs/metrics.yaml"
-    log:
-        f"{LOGS}/score_{{variant}}.log",
-    benchmark:
-        f"{RES}/benchmarks/score_{{variant}}.tsv"
     shell:
         "facesketch score --spec {params.spec} --manifest {input.manifest} --samples {input.samples}"
         " --weights {params.weights} --out {output} --device {params.device} 2> {log}"
@@ -32,6 +32,15 @@ rule score_released:
         raw=f"{FS2K}/raw",
     output:
         f"{RES}/metrics/released_{{released}}.parquet",
+    log:
+        f"{LOGS}/score_released_{{released}}.log",
+    benchmark:
+        f"{RES}/benchmarks/score_released_{{released}}.tsv"
+    conda:
+        "../envs/metrics.yaml"
+    threads: workflow.cores
+    resources:
+        gpu=1,
     params:
         folder=lambda w: shlex.quote(CFG["released"][w.released]["path"]),
         framing=lambda w: CFG["released"][w.released]["framing"],
@@ -40,15 +49,6 @@ rule score_released:
         weights=WEIGHTS,
         device=DEVICE,
         code=code_fingerprint("facesketch.metrics.evaluate"),
-    resources:
-        gpu=1,
-    threads: workflow.cores
-    conda:
-        "../envs/metrics.yaml"
-    log:
-        f"{LOGS}/score_released_{{released}}.log",
-    benchmark:
-        f"{RES}/benchmarks/score_released_{{released}}.tsv"
     shell:
         "facesketch evaluate {params.folder} --manifest {input.manifest} --out {output} --framing {params.framing}"
         " --label {params.label} --spec {params.spec} --weights {params.weights} --device {params.device} 2> {log}"

@@ -10,20 +10,27 @@ rule tables:
         parquet=expand(f"{RES}/tables/{{table}}.parquet", table=TABLES),
         md=expand(f"{RES}/tables/{{table}}.md", table=TABLES),
         tex=expand(f"{RES}/tables/{{table}}.tex", table=TABLES),
-        html=[report(f"{RES}/tables/{t}.html", caption="report/table.rst", category="Tables",
-                     subcategory=CFG["tables"][t]["title"]) for t in TABLES],
+        html=[
+            report(
+                f"{RES}/tables/{t}.html",
+                caption="report/table.rst",
+                category="Tables",
+                subcategory=CFG["tables"][t]["title"],
+            )
+            for t in TABLES
+        ],
         json=f"{RES}/metrics.json",
         csv=f"{RES}/per_style.csv",
         attributes=f"{RES}/tables/attributes.parquet",
         attributes_md=f"{RES}/tables/attributes.md",
+    log:
+        f"{LOGS}/tables.log",
+    conda:
+        "../envs/report.yaml"
     params:
         spec=q(table_spec(CFG, RELEASED_AVAILABLE)),
         out=lambda w, output: parent(output.parquet[0]),
         code=code_fingerprint("facesketch.report.tables"),
-    conda:
-        "../envs/report.yaml"
-    log:
-        f"{LOGS}/tables.log",
     shell:
         "facesketch tables --spec {params.spec} --metrics {input.metrics} --manifest {input.manifest}"
         " --out {params.out} --metrics-json {output.json} --plots-csv {output.csv} 2> {log}"
@@ -37,17 +44,25 @@ rule plots:
         cross=cross_samples(),
         manifest=f"{FS2K}/manifest.parquet",
     output:
-        [report(f"{RES}/plots/{f}", caption=caption(n), category="Figures", subcategory=subcategory(n),
-                labels={"figure": n}) for n, f in PLOTS.items()],
+        [
+            report(
+                f"{RES}/plots/{f}",
+                caption=caption(n),
+                category="Figures",
+                subcategory=subcategory(n),
+                labels={"figure": n},
+            )
+            for n, f in PLOTS.items()
+        ],
+    log:
+        f"{LOGS}/plots.log",
+    conda:
+        "../envs/report.yaml"
     params:
         spec=q(plot_spec(CFG, RELEASED_AVAILABLE)),
         results=lambda w, input: parent(input.tables[0], 2),
         out=lambda w, output: parent(output[0]),
         code=code_fingerprint("facesketch.report.plots"),
-    conda:
-        "../envs/report.yaml"
-    log:
-        f"{LOGS}/plots.log",
     shell:
         "facesketch plots --spec {params.spec} --results {params.results} --manifest {input.manifest} --out {params.out} 2> {log}"
 

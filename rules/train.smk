@@ -7,6 +7,14 @@ rule train:
         unpack(model_inputs),
     output:
         f"{RES}/checkpoints/{{variant}}/{{seed}}/model.pt",
+    log:
+        f"{LOGS}/train_{{variant}}_{{seed}}.log",
+    benchmark:
+        f"{RES}/benchmarks/train_{{variant}}_{{seed}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    resources:
+        gpu=1,
     params:
         spec=lambda w: q(spec(w.variant)),
         out=run_dir,
@@ -14,14 +22,6 @@ rule train:
         maps=MAPS,
         device=DEVICE,
         code=code_fingerprint("facesketch.train.run"),
-    resources:
-        gpu=1,
-    conda:
-        "../envs/train.yaml"
-    log:
-        f"{LOGS}/train_{{variant}}_{{seed}}.log",
-    benchmark:
-        f"{RES}/benchmarks/train_{{variant}}_{{seed}}.tsv"
     shell:
         "facesketch train --spec {params.spec} --manifest {input.manifest} --maps {params.maps} --weights {params.weights}"
         " --out {params.out} --done {output} --seed {wildcards.seed} --device {params.device} 2> {log}"
