@@ -21,6 +21,7 @@ rule tables:
         ],
         json=f"{RES}/metrics.json",
         csv=f"{RES}/per_style.csv",
+        dvc_plots=directory(f"{RES}/dvc_plots"),
         attributes=f"{RES}/tables/attributes.parquet",
         attributes_md=f"{RES}/tables/attributes.md",
     log:
@@ -54,6 +55,7 @@ rule plots:
             )
             for n, f in PLOTS.items()
         ],
+        losses=directory(f"{RES}/dvc_losses"),
     log:
         f"{LOGS}/plots.log",
     conda:

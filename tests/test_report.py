@@ -102,10 +102,16 @@ def test_table_files(spec, tmp_path):
     assert r"\textbf{30.00} / 20.00 (+10.00)" in tex and r"\begin{tabular}{lccc}" in tex
     html = (tmp_path / "tables" / "t.html").read_text()
     assert "<b>30.00</b>" in html and "released results not found" in html
+    # DVC metrics keyed by variant id (no spaces or `&`: `dvc metrics diff` and `dvc exp show`)
     assert json.loads((tmp_path / "metrics.json").read_text()) == {
-        "t": {"A": {"FID": 30.0, "LPIPS": 0.2, "SCOOT": 0.5}}}
+        "t": {"a": {"FID": 30.0, "LPIPS": 0.2, "SCOOT": 0.5}}}
     per_style = pd.read_csv(tmp_path / "per_style.csv")
     assert set(per_style["style"]) == {"all", *STYLES}
+    # `dvc plots`: one small chart per metric, each method once per style (not one long bar chart)
+    scoot = pd.read_csv(tmp_path / "dvc_plots" / "SCOOT.csv")
+    assert sorted(scoot["style"]) == sorted(["all", *STYLES]) and set(scoot["variant"]) == {"a"}
+    assert scoot.set_index("style").loc["Style3", "ours"] == pytest.approx(0.6)
+    assert sorted(p.name for p in (tmp_path / "dvc_plots").iterdir()) == ["FID.csv", "LPIPS.csv", "SCOOT.csv"]
 
 
 def test_corrupt_images_do_not_poison_a_mean(spec, tmp_path):
@@ -166,3 +172,16 @@ def test_metrics_by_fs2k_annotation(tiny_prepared, tmp_path):
     assert g.n_images.sum() == len(test) and "FID" not in set(df.metric)
     md = attributes_markdown(df)
     assert "gender=0" in md and "0.600 (n=" in md
+
+
+def test_loss_series_for_dvc_plots(tmp_path):
+    from facesketch.report.plots import loss_series
+
+    run = tmp_path / "ckpt" / "hida_full" / "0"
+    run.mkdir(parents=True)
+    pd.DataFrame({"epoch": [1, 2], "step": [5, 10], "G_gan": [1.0, 0.5], "G_l1": [2.0, 1.5], "D": [0.7, 0.6],
+                  "lr_g": [2.0e-4, 2.0e-4], "images_per_s": [3.0, 3.0]}).to_csv(run / "losses.csv", index=False)
+    [path] = loss_series({"hida_full": run, "missing": tmp_path / "none"}, tmp_path / "dvc_losses")
+    got = pd.read_csv(path)
+    assert path.name == "hida_full.csv" and list(got.columns) == ["epoch", "generator", "discriminator"]
+    assert got.generator.tolist() == [3.0, 2.0] and got.discriminator.tolist() == [0.7, 0.6]  # by hand

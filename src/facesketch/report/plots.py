@@ -17,7 +17,7 @@ import pandas as pd
 
 from facesketch import STYLES
 from facesketch.data.fs2k import load_manifest
-from facesketch.fileio import atomic_path, read_array
+from facesketch.fileio import atomic_path, read_array, write_text
 from facesketch.metrics.evaluate import LOWER_IS_BETTER, index_results
 from facesketch.report.grid import save_grid
 
@@ -113,6 +113,30 @@ def attribute_bars(df: pd.DataFrame, path: Path, metrics=("SCOOT", "SSIM", "FSIM
         ax.legend(fontsize=7, title="method", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return _save(fig, path)
+
+
+DVC_LOSSES = "dvc_losses"  # beside metrics.json: per-epoch losses of each variant for `dvc plots`
+
+
+def loss_series(runs: dict[str, Path], folder: Path) -> list[Path]:
+    """`<folder>/<variant>.csv`: epoch, generator and discriminator loss (the sums of the weighted
+    G_* and D* terms of losses.csv), the same two columns for every model, for `dvc plots`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.csv"):
+        old.unlink()
+    written = []
+    for name, run in runs.items():
+        csv = run / "losses.csv"
+        if not csv.is_file():
+            continue
+        df = pd.read_csv(csv)
+        g = df[[c for c in df.columns if c.startswith("G_")]].sum(axis=1)
+        d = df[[c for c in df.columns if c.startswith("D")]].sum(axis=1)
+        series = pd.DataFrame({"epoch": df.epoch, "generator": g.round(6), "discriminator": d.round(6)})
+        path = folder / f"{name}.csv"
+        write_text(path, series.to_csv(index=False))
+        written.append(path)
+    return written
 
 
 def training_curves(runs: dict[str, Path], path: Path) -> Path:
@@ -220,6 +244,7 @@ def make_plots(spec: dict, results: Path, manifest_path: Path, out: Path) -> lis
     variants = spec["variants"]
     runs = {v: results / "checkpoints" / v / str(info["seeds"][0]) for v, info in variants.items()}
     made.append(training_curves(runs, out / "training_curves.png"))
+    loss_series(runs, results / DVC_LOSSES)
 
     def sample_files(v: str) -> dict[str, Path] | None:
         if v not in variants:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -229,6 +230,31 @@ def to_html(spec: dict, tname: str, long: pd.DataFrame) -> str:
     return f"<html><head><meta charset='utf-8'>{style}</head><body>{''.join(body)}</body></html>\n"
 
 
+DVC_PLOTS = "dvc_plots"  # beside metrics.json: one CSV per metric for `dvc plots`
+
+
+def metric_key(source: str, label: str) -> str:
+    """A key for metrics.json without spaces or `&` (DVC flattens keys into `table.key.metric`
+    and its command line cannot select keys with spaces): the variant id, else the label."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", source or label).strip("_")
+
+
+def write_dvc_plots(ours: pd.DataFrame, folder: Path) -> None:
+    """`<folder>/<metric>.csv`: every scored method once (by variant id), per style and over all
+    styles, with the paper's value where it reports one; DVC draws one bar chart per metric."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.csv"):
+        old.unlink()
+    if not len(ours):
+        return
+    for metric, part in ours.groupby("metric", sort=True):
+        part = part.drop_duplicates(["source", "label", "style"]).drop_duplicates(["source", "style"])
+        rows = [{"method": f"{r.label} [{r.style}]", "variant": metric_key(r.source, r.label), "style": r.style,
+                 "ours": round(float(r.ours), 6), "paper": r.paper}
+                for r in part.sort_values(["source", "style"]).itertuples()]
+        write_text(folder / f"{metric_key('', metric)}.csv", pd.DataFrame(rows).to_csv(index=False))
+
+
 def build_tables(spec: dict, metric_files: list[Path], out: Path, metrics_json: Path | None = None,
                  plots_csv: Path | None = None, manifest: Path | None = None) -> pd.DataFrame:
     out = Path(out)
@@ -251,10 +277,12 @@ def build_tables(spec: dict, metric_files: list[Path], out: Path, metrics_json: 
     ours = long[np.isfinite(long.ours)] if len(long) else long
     summary: dict = {}
     for r in ours[ours["style"] == "all"].itertuples() if len(ours) else []:
-        summary.setdefault(r.table, {}).setdefault(r.label, {})[r.metric] = round(float(r.ours), 6)
+        key = metric_key(r.source, r.label)
+        summary.setdefault(r.table, {}).setdefault(key, {})[r.metric] = round(float(r.ours), 6)
     write_json(metrics_json, summary)
     cols = ["table", "label", "style", "metric", "ours", "paper"]
     write_text(plots_csv, (long[cols] if len(long) else pd.DataFrame(columns=cols)).to_csv(index=False))
+    write_dvc_plots(ours, plots_csv.parent / DVC_PLOTS)
     log.info("tables: %d written to %s", len(spec["tables"]), out)
     return long
 
