@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from facesketch.workflow import PACKAGE_DIR, code_files, code_fingerprint
@@ -117,7 +118,7 @@ def _snakemake(workdir: Path, *args) -> str:
     return r.stdout + r.stderr
 
 
-def test_snakemake_as_dvc_calls_it_reruns_on_code_changes_not_on_new_mtimes(tmp_path):
+def _toy_workflow(tmp_path: Path, size: int) -> tuple[Path, Path]:
     pkg = _package(tmp_path / "code")
     work = tmp_path / "work"
     work.mkdir()
@@ -133,14 +134,23 @@ def test_snakemake_as_dvc_calls_it_reruns_on_code_changes_not_on_new_mtimes(tmp_
         f"    params: code=code_fingerprint('facesketch.other', root=Path({str(pkg)!r}))\n"
         "    shell: 'cp {input} {output}'\n"
     )
-    (work / "in.txt").write_text("x\n")
+    (work / "in.txt").write_text("x" * size + "\n")
     first = _snakemake(work, "--", "out.txt")
     assert "rule step1" in first and "rule step2" in first
-    # a restored/checked-out input and intermediate: new modification times, same content
-    # (each file newer than the one made from it, as after a checkout in the wrong order)
+    return pkg, work
+
+
+def _checkout_order_mtimes(work: Path) -> None:
+    """Same content, new modification times, each file newer than the one made from it (as after
+    a `dvc checkout` or `git checkout` that wrote them in the wrong order)."""
     now = (work / "out.txt").stat().st_mtime
     for age, name in ((2000, "out.txt"), (1000, "mid.txt"), (0, "in.txt")):
         os.utime(work / name, (now - age, now - age))
+
+
+def test_snakemake_as_dvc_calls_it_reruns_exactly_the_jobs_whose_code_changed(tmp_path):
+    pkg, work = _toy_workflow(tmp_path, size=10)
+    _checkout_order_mtimes(work)  # small files: Snakemake compares their recorded checksums
     assert "Nothing to be done" in _snakemake(work, "--", "out.txt")
     # the code step1 runs changes (a module it imports): step1 reruns (and step2 after it)
     (pkg / "base.py").write_text("def h():\n    return 3\n")
@@ -151,3 +161,13 @@ def test_snakemake_as_dvc_calls_it_reruns_on_code_changes_not_on_new_mtimes(tmp_
     (pkg / "other.py").write_text("def unrelated():\n    return 5\n")
     last = _snakemake(work, "--", "out.txt")
     assert "rule step2" in last and "rule step1" not in last
+
+
+@pytest.mark.xfail(strict=True, reason="Snakemake 9.27 ignores --rerun-triggers for modification times: "
+                   "RerunTrigger.MTIME is never consulted and dag.py reruns on 'Updated input files' unless "
+                   "the file is at most --max-checksum-file-size and its checksum was recorded (never for "
+                   "folders). Strict: passes, and so fails here, once Snakemake honours the setting.")
+def test_new_mtimes_of_large_files_do_not_rerun(tmp_path):
+    _, work = _toy_workflow(tmp_path, size=20 << 20)
+    _checkout_order_mtimes(work)
+    assert "Nothing to be done" in _snakemake(work, "--", "out.txt")
