@@ -19,6 +19,10 @@ min_version("9.0")
 container: "docker://ghcr.io/facesketch/facesketch:0.1.0"
 
 
+# the front page of `snakemake --report`
+report: "rules/report/workflow.rst"
+
+
 if not workflow.config_settings.configfiles:
 
     configfile: "config.yaml"

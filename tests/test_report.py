@@ -95,13 +95,16 @@ def test_table_files(spec, tmp_path):
     build_tables(spec, [path], tmp_path / "tables")
     md = (tmp_path / "tables" / "t.md").read_text()
     assert "| A | **30.00** / 20.00 (+10.00) | **0.200** | **0.500** / 0.500 (+0.000) |" in md
-    assert "- variant d is not in this run (run.variants) (D)" in md
+    assert md.count("- variant d is not in this run (run.variants) (D)") == 1  # once, not once per style
     assert "### Test table — Style2" in md
     assert "up to 3 test images and 1 seed(s)" in md and "aligned 250x250" in md
     tex = (tmp_path / "tables" / "t.tex").read_text()
     assert r"\textbf{30.00} / 20.00 (+10.00)" in tex and r"\begin{tabular}{lccc}" in tex
     html = (tmp_path / "tables" / "t.html").read_text()
-    assert "<b>30.00</b>" in html and "released results not found" in html
+    assert "<b>30.00</b>" in html and html.count("released results not found") == 1
+    # captions render their emphasis; no raw Markdown left in HTML or LaTeX
+    assert "<b>best</b>, <i>second</i> of ours" in html and "_second_" not in html and "**" not in html
+    assert r"\textbf{best}, \textit{second} of ours" in tex and "second\\_" not in tex
     # DVC metrics keyed by variant id (no spaces or `&`: `dvc metrics diff` and `dvc exp show`)
     assert json.loads((tmp_path / "metrics.json").read_text()) == {
         "t": {"a": {"FID": 30.0, "LPIPS": 0.2, "SCOOT": 0.5}}}

@@ -171,12 +171,22 @@ def to_markdown(spec: dict, tname: str, long: pd.DataFrame) -> str:
             cells = [_cell(part[(part.row == i) & (part.metric == m)].iloc[0],
                            lambda s, k: f"**{s}**" if k == 1 else f"_{s}_") for m in table["metrics"]]
             out.append(f"| {row['label']} | " + " | ".join(cells) + " |")
-        notes = _notes(table, part)
-        if notes:
-            out.append("")
-            out += [f"- {reason} ({', '.join(labels)})" for reason, labels in notes.items()]
         out.append("")
+    notes = _notes(table, long[long.table == tname])  # once per table, for every block above
+    if notes:
+        out += [f"Notes on {table['title']}:", ""] + [f"- {reason} ({', '.join(labels)})"
+                                                   for reason, labels in notes.items()] + [""]
     return "\n".join(out)
+
+
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_ITALIC = re.compile(r"(?<![\w])_(.+?)_(?![\w])")
+
+
+def _markup(text: str, bold: tuple[str, str], italic: tuple[str, str]) -> str:
+    """The caption's Markdown emphasis (**best**, _second_) in another markup."""
+    text = _BOLD.sub(lambda m: bold[0] + m.group(1) + bold[1], text)
+    return _ITALIC.sub(lambda m: italic[0] + m.group(1) + italic[1], text)
 
 
 def _latex_escape(s: str) -> str:
@@ -199,7 +209,9 @@ def to_latex(spec: dict, tname: str, long: pd.DataFrame) -> str:
         cells = [_cell(part[(part.row == i) & (part.metric == m)].iloc[0], mark, pm=r"$\pm$", dash="--")
                  for m in cols]
         lines.append(_latex_escape(row["label"]) + " & " + " & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + _latex_escape(caption(spec, table, part, "all")) + "}",
+    cap = _markup(caption(spec, table, part, "all"), ("\x01", "\x02"), ("\x03", "\x04"))  # survive escaping
+    cap = _latex_escape(cap).translate({1: r"\textbf{", 2: "}", 3: r"\textit{", 4: "}"})
+    lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + cap + "}",
               r"\label{tab:" + tname + "}", r"\end{table}", ""]
     return "\n".join(lines)
 
@@ -213,7 +225,7 @@ def to_html(spec: dict, tname: str, long: pd.DataFrame) -> str:
     for scope in SCOPES:
         part = long[(long.table == tname) & (long["style"] == scope)]
         body.append(f"<h3>{html.escape(table['title'])} — {'all styles' if scope == 'all' else scope}</h3>")
-        cap = html.escape(caption(spec, table, part, scope)).replace("**", "")
+        cap = _markup(html.escape(caption(spec, table, part, scope)), ("<b>", "</b>"), ("<i>", "</i>"))
         heads = "".join(f"<th>{html.escape(m)}</th>" for m in table["metrics"])
         body.append(f"<p>{cap}</p><table><tr><th>method</th>{heads}</tr>")
         for i, row in enumerate(table["rows"]):
@@ -221,10 +233,11 @@ def to_html(spec: dict, tname: str, long: pd.DataFrame) -> str:
                             for m in table["metrics"])
             body.append(f"<tr><td>{html.escape(row['label'])}</td>{cells}</tr>")
         body.append("</table>")
-        notes = _notes(table, part)
-        if notes:
-            body.append("<ul>" + "".join(f"<li>{html.escape(r)} ({html.escape(', '.join(ls))})</li>"
-                                         for r, ls in notes.items()) + "</ul>")
+    notes = _notes(table, long[long.table == tname])  # once per table, for every block above
+    if notes:
+        body.append(f"<p>Notes on {html.escape(table['title'])}:</p>")
+        body.append("<ul>" + "".join(f"<li>{html.escape(r)} ({html.escape(', '.join(ls))})</li>"
+                                     for r, ls in notes.items()) + "</ul>")
     style = ("<style>body{font-family:sans-serif;font-size:14px}table{border-collapse:collapse;margin-bottom:1em}"
              "td,th{border:1px solid #bbb;padding:3px 8px;text-align:center}td:first-child{text-align:left}</style>")
     return f"<html><head><meta charset='utf-8'>{style}</head><body>{''.join(body)}</body></html>\n"
