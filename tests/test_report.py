@@ -188,3 +188,21 @@ def test_loss_series_for_dvc_plots(tmp_path):
     got = pd.read_csv(path)
     assert path.name == "hida_full.csv" and list(got.columns) == ["epoch", "generator", "discriminator"]
     assert got.generator.tolist() == [3.0, 2.0] and got.discriminator.tolist() == [0.7, 0.6]  # by hand
+
+
+def test_per_style_bars_show_only_methods_with_results_with_intervals_and_paper(spec, tmp_path):
+    from facesketch.report.plots import bar_rows, metric_bars
+
+    files = []
+    for v, vals, seeds in (("a", {"Style1": [0.4], "Style2": [0.5], "Style3": [0.6]}, (0, 1)),
+                           ("b", {"Style1": [0.7], "Style2": [0.8], "Style3": [0.9]}, (0,))):
+        _metrics(v, vals, seeds=seeds, fid_all=30.0).to_parquet(tmp_path / f"{v}.parquet")
+        files.append(tmp_path / f"{v}.parquet")
+    long = build_tables(spec, files, tmp_path / "tables")
+    present, ok = bar_rows(long[long.table == "t"], spec["tables"]["t"], "SCOOT")
+    assert present == ["A", "B"]  # C, D, GENRE and Later have no SCOOT: not in bars or legend
+    assert set(ok["style"]) == {"Style1", "Style2", "Style3", "all"}
+    # the paper's SCOOT of A (0.5) is there to be marked on A's all-styles bar
+    assert ok[(ok.label == "A") & (ok["style"] == "all")].paper.iloc[0] == 0.5
+    path = metric_bars(long[long.table == "t"], spec["tables"]["t"], ["SCOOT", "LPIPS"], tmp_path / "bars.png", "t")
+    assert path.stat().st_size > 0

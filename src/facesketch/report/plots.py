@@ -61,34 +61,61 @@ def _why_empty(part: pd.DataFrame, metric: str) -> str:
     return f"{metric}: no results. " + "; ".join(f"{', '.join(ls)}: {r}" for r, ls in by_reason.items())
 
 
+SCOPE_ORDER = (*STYLES, "all")
+
+
+def bar_rows(long: pd.DataFrame, table: dict, metric: str) -> tuple[list[str], pd.DataFrame]:
+    """The methods with a result for `metric` (in the table's row order, by their table labels)
+    and their finite values per scope (the three styles and all styles)."""
+    part = long[(long.metric == metric) & (long["style"].isin(SCOPE_ORDER))]
+    ok = part[np.isfinite(part.ours)]
+    present = [r["label"] for r in table["rows"] if r["label"] in set(ok.label)]
+    return list(dict.fromkeys(present)), ok
+
+
 def metric_bars(long: pd.DataFrame, table: dict, metrics: list[str], path: Path, title: str) -> Path:
-    """One panel per metric: bars per style (x) and method (hue), paper values as markers."""
+    """One panel per metric: bars per style and over all styles (x) and method (colour), with
+    ± one std over seeds where there are several, and the paper's value (all styles) as a black
+    tick on its method's bar. Only methods with results appear, in bars and legend."""
     plt, sns = _plt()
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics) + 1.5, 3.8), squeeze=False)
-    labels = [r["label"] for r in table["rows"]]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics) + 1.5, 3.8), squeeze=False)
+    labels = list(dict.fromkeys(r["label"] for r in table["rows"]))
     palette = dict(zip(labels, sns.color_palette("tab10", len(labels))))
+    shown: list[str] = []
+    paper_drawn = False
     for ax, metric in zip(axes[0], metrics):
-        part = long[(long.metric == metric) & (long["style"].isin(STYLES))]
-        ok = part[np.isfinite(part.ours)]
+        present, ok = bar_rows(long, table, metric)
+        part = long[(long.metric == metric) & (long["style"].isin(SCOPE_ORDER))]
         ax.set_title(f"{metric} ({'lower' if metric in LOWER_IS_BETTER else 'higher'} is better)")
-        ax.set_xlabel("style")
         ax.set_ylabel(metric)
-        if ok.empty:
+        ax.set_xticks(range(len(SCOPE_ORDER)), SCOPE_ORDER)
+        ax.set_xlim(-0.5, len(SCOPE_ORDER) - 0.5)
+        if not present:
             _note(ax, _why_empty(part, metric))
-            ax.set_xticks(range(3), STYLES)
-            ax.set_xlim(-0.5, 2.5)
             continue
-        present = [lab for lab in labels if lab in set(ok.label)]
-        sns.barplot(data=ok, x="style", y="ours", hue="label", order=list(STYLES), hue_order=present,
-                    palette=palette, ax=ax, errorbar=None)
-        missing = sorted(set(labels) - set(ok.label))
-        if missing:
-            ax.set_xlabel("style\n" + "\n".join(textwrap.wrap("no result: " + ", ".join(missing), 60)),
-                          fontsize=8)
-        if ax.get_legend():
-            ax.get_legend().remove()
-    handles = [plt.Rectangle((0, 0), 1, 1, color=palette[lab]) for lab in labels]
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), title="method", fontsize=8)
+        width = 0.8 / len(present)
+        for k, label in enumerate(present):
+            rows = ok[ok.label == label].drop_duplicates("style").set_index("style")
+            xs = [j + (k - (len(present) - 1) / 2) * width for j, sc in enumerate(SCOPE_ORDER) if sc in rows.index]
+            scopes = [sc for sc in SCOPE_ORDER if sc in rows.index]
+            std = rows.loc[scopes, "ours_std"].to_numpy(dtype=float)
+            ax.bar(xs, rows.loc[scopes, "ours"], width=width * 0.95, color=palette[label],
+                   yerr=np.where(np.isfinite(std), std, 0.0), capsize=2, error_kw={"elinewidth": 0.8})
+            if "all" in rows.index and np.isfinite(rows.loc["all", "paper"]):
+                ax.plot([xs[-1]], [rows.loc["all", "paper"]], marker="_", color="black", markersize=14, mew=2)
+                paper_drawn = True
+            if label not in shown:
+                shown.append(label)
+        missing = [lab for lab in labels if lab not in present]
+        ax.set_xlabel("\n".join(["style"] + textwrap.wrap("no result: " + ", ".join(missing), 60) if missing
+                                 else ["style"]), fontsize=8 if missing else None)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=palette[lab]) for lab in shown]
+    names = list(shown)
+    if paper_drawn:
+        handles.append(plt.Line2D([], [], marker="_", color="black", linestyle="", markersize=14, mew=2))
+        names.append("paper (all styles)")
+    if handles:
+        fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), title="method", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
