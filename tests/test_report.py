@@ -206,3 +206,9 @@ def test_per_style_bars_show_only_methods_with_results_with_intervals_and_paper(
     assert ok[(ok.label == "A") & (ok["style"] == "all")].paper.iloc[0] == 0.5
     path = metric_bars(long[long.table == "t"], spec["tables"]["t"], ["SCOOT", "LPIPS"], tmp_path / "bars.png", "t")
     assert path.stat().st_size > 0
+
+
+def test_figures_name_variants_by_their_table_labels(spec):
+    from facesketch.report.plots import variant_labels
+
+    assert variant_labels(spec["tables"]) == {"a": "A", "b": "B", "c": "C", "d": "D"}

@@ -266,12 +266,15 @@ def make_plots(spec: dict, results: Path, manifest_path: Path, out: Path) -> lis
         made.append(metric_bars(long[long.table == tname], table, table["metrics"],
                                 out / f"metrics_per_style_{tname}.png", table["title"] + " — per style"))
     attributes = results / "tables" / "attributes.parquet"
-    made.append(attribute_bars(pd.read_parquet(attributes) if attributes.is_file() else pd.DataFrame(),
-                               out / "metrics_by_attribute.png"))
+    labels = variant_labels(spec["tables"])  # figures name methods as the tables do
+    by_attribute = pd.read_parquet(attributes) if attributes.is_file() else pd.DataFrame()
+    if len(by_attribute):
+        by_attribute["variant"] = by_attribute["variant"].map(lambda v: labels.get(v, v))
+    made.append(attribute_bars(by_attribute, out / "metrics_by_attribute.png"))
     variants = spec["variants"]
     runs = {v: results / "checkpoints" / v / str(info["seeds"][0]) for v, info in variants.items()}
-    made.append(training_curves(runs, out / "training_curves.png"))
-    loss_series(runs, results / DVC_LOSSES)
+    made.append(training_curves({labels.get(v, v): run for v, run in runs.items()}, out / "training_curves.png"))
+    loss_series(runs, results / DVC_LOSSES)  # files by variant id (DVC keys)
 
     def sample_files(v: str) -> dict[str, Path] | None:
         if v not in variants:
@@ -305,6 +308,16 @@ def make_plots(spec: dict, results: Path, manifest_path: Path, out: Path) -> lis
     made.append(styles_grid(manifest, cross, out / "grid_styles.png"))
     log.info("plots: %d figures in %s", len(made), out)
     return made
+
+
+def variant_labels(tables: dict) -> dict[str, str]:
+    """variant id -> the label of its first row in the tables (the name readers know it by)."""
+    labels: dict[str, str] = {}
+    for table in tables.values():
+        for row in table["rows"]:
+            if row.get("variant"):
+                labels.setdefault(row["variant"], row["label"])
+    return labels
 
 
 def plot_spec(cfg: dict, released_available: dict[str, bool]) -> dict:
