@@ -165,8 +165,10 @@ def test_metrics_by_fs2k_annotation(tiny_prepared, tmp_path):
 
     manifest = pd.read_parquet(tiny_prepared / "manifest.parquet")
     test = manifest[manifest.split == "test"]
-    rows = [dict(variant="v", seed=0, style_asked="Style1", style_gt="Style1", image_id=r.id, metric="SCOOT",
-                 value=0.2 + 0.4 * r.gender, scope="image", n_images=1, reason="") for r in test.itertuples()]
+    # two seeds: the group sizes count photos, not values
+    rows = [dict(variant="v", seed=seed, style_asked="Style1", style_gt="Style1", image_id=r.id, metric="SCOOT",
+                 value=0.2 + 0.4 * r.gender, scope="image", n_images=1, reason="")
+            for r in test.itertuples() for seed in (0, 1)]
     rows.append(dict(variant="v", seed=0, style_asked="all", style_gt="all", image_id="", metric="FID", value=9.0,
                      scope="set", n_images=len(test), reason=""))
     df = attribute_breakdown(pd.DataFrame(rows), manifest)

@@ -133,7 +133,9 @@ def attribute_bars(df: pd.DataFrame, path: Path, metrics=("SCOOT", "SSIM", "FSIM
         if part.empty:
             _note(ax, f"{metric}: no per-image values in this run")
             continue
-        part["group"] = part.attribute + "=" + part.code.astype(str)
+        # each group with its size: the test photos with that code (the same for every method)
+        sizes = part.groupby(["attribute", "code"]).n_images.max()
+        part["group"] = [f"{a}={c}\n(n={sizes[(a, c)]})" for a, c in zip(part.attribute, part.code)]
         sns.barplot(data=part, x="group", y="mean", hue="variant", ax=ax, errorbar=None)
         ax.set_xlabel("annotation = code")
         ax.tick_params(axis="x", rotation=45, labelsize=8)

@@ -314,8 +314,9 @@ def attribute_breakdown(metrics: pd.DataFrame, manifest: pd.DataFrame) -> pd.Dat
     joined = img.join(attrs, on="image_id")
     parts = []
     for a in ATTRIBUTES:
-        g = joined.groupby(["variant", a, "metric"]).value.agg(["mean", "count"]).reset_index()
-        parts.append(g.rename(columns={a: "code", "count": "n_images"}).assign(attribute=a))
+        # n_images: distinct test photos with that code (not values, which repeat over seeds)
+        g = joined.groupby(["variant", a, "metric"]).agg(mean=("value", "mean"), n_images=("image_id", "nunique"))
+        parts.append(g.reset_index().rename(columns={a: "code"}).assign(attribute=a))
     out = pd.concat(parts, ignore_index=True)
     out["code"] = out["code"].astype(int)
     return out[["variant", "attribute", "code", "metric", "mean", "n_images"]]
