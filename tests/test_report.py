@@ -176,7 +176,8 @@ def test_metrics_by_fs2k_annotation(tiny_prepared, tmp_path):
     assert g.loc[0, "mean"] == pytest.approx(0.2) and g.loc[1, "mean"] == pytest.approx(0.6)
     assert g.n_images.sum() == len(test) and "FID" not in set(df.metric)
     md = attributes_markdown(df)
-    assert "gender=0" in md and "0.600 (n=" in md
+    # codes decoded as FS2K's README defines them (gender 0 = male, 1 = female)
+    assert "| gender: male | gender: female |" in md and "gender=0" not in md and "0.600 (n=" in md
 
 
 def test_loss_series_for_dvc_plots(tmp_path):

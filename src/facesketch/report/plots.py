@@ -20,6 +20,7 @@ from facesketch.data.fs2k import load_manifest
 from facesketch.fileio import atomic_path, read_array, write_text
 from facesketch.metrics.evaluate import LOWER_IS_BETTER, index_results
 from facesketch.report.grid import save_grid
+from facesketch.report.tables import attribute_name
 
 log = logging.getLogger(__name__)
 
@@ -128,16 +129,16 @@ def attribute_bars(df: pd.DataFrame, path: Path, metrics=("SCOOT", "SSIM", "FSIM
     fig, axes = plt.subplots(len(metrics), 1, figsize=(13, 3.2 * len(metrics)), squeeze=False)
     for ax, metric in zip(axes[:, 0], metrics):
         part = df[df.metric == metric].copy() if not df.empty else df
-        ax.set_title(f"{metric} by FS2K annotation of the test photo (codes as in anno_test.json)")
+        ax.set_title(f"{metric} by FS2K annotation of the test photo (n = test photos)")
         ax.set_ylabel(metric)
         if part.empty:
             _note(ax, f"{metric}: no per-image values in this run")
             continue
         # each group with its size: the test photos with that code (the same for every method)
         sizes = part.groupby(["attribute", "code"]).n_images.max()
-        part["group"] = [f"{a}={c}\n(n={sizes[(a, c)]})" for a, c in zip(part.attribute, part.code)]
+        part["group"] = [f"{attribute_name(a, c)}\n(n={sizes[(a, c)]})" for a, c in zip(part.attribute, part.code)]
         sns.barplot(data=part, x="group", y="mean", hue="variant", ax=ax, errorbar=None)
-        ax.set_xlabel("annotation = code")
+        ax.set_xlabel("annotation")
         ax.tick_params(axis="x", rotation=45, labelsize=8)
         ax.legend(fontsize=7, title="method", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()

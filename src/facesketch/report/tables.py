@@ -301,6 +301,21 @@ def build_tables(spec: dict, metric_files: list[Path], out: Path, metrics_json: 
 
 
 ATTRIBUTES = ("gender", "smile", "frontal_face", "hair", "earring", "hair_color")
+# What the codes of FS2K's anno_*.json mean (FS2K's README, "Annotations")
+ATTRIBUTE_CODES = {
+    "gender": {0: "male", 1: "female"},
+    "smile": {0: "smiling", 1: "not smiling"},
+    "frontal_face": {0: "head turned <= 30 deg", 1: "head turned > 30 deg"},
+    "hair": {0: "hair visible", 1: "no hair visible"},
+    "earring": {0: "earring", 1: "no earring"},
+    "hair_color": {0: "brown hair", 1: "black hair", 2: "red hair", 3: "no hair", 4: "golden hair"},
+}
+
+
+def attribute_name(attribute: str, code: int) -> str:
+    """'gender: female' for gender code 1; an unknown code stays visible as 'attribute=code'."""
+    meaning = ATTRIBUTE_CODES.get(attribute, {}).get(int(code))
+    return f"{attribute}: {meaning}" if meaning else f"{attribute}={code}"
 
 
 def attribute_breakdown(metrics: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
@@ -324,15 +339,16 @@ def attribute_breakdown(metrics: pd.DataFrame, manifest: pd.DataFrame) -> pd.Dat
 
 def attributes_markdown(df: pd.DataFrame) -> str:
     lines = ["### Metrics by FS2K annotation (beyond the papers)", "",
-             "Mean per-image value over the test photos with each annotation code (codes as in FS2K's "
-             "anno_test.json; n = images). Only methods scored in this run.", ""]
+             "Mean per-image value over the test photos with each annotation (FS2K's anno_test.json, "
+             "codes decoded as FS2K's README defines them; n = test photos). Only methods scored in this run.",
+             ""]
     if df.empty:
         return "\n".join(lines + ["No per-image metrics in this run.", ""])
     for metric in sorted(df.metric.unique()):
         part = df[df.metric == metric]
         cols = [(a, c) for a in ATTRIBUTES for c in sorted(part[part.attribute == a].code.unique())]
         lines.append(f"#### {metric}\n")
-        lines.append("| method | " + " | ".join(f"{a}={c}" for a, c in cols) + " |")
+        lines.append("| method | " + " | ".join(attribute_name(a, c) for a, c in cols) + " |")
         lines.append("|---|" + "---|" * len(cols))
         for v in sorted(part.variant.unique()):
             pv = part[part.variant == v].set_index(["attribute", "code"])
