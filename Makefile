@@ -45,8 +45,12 @@ mutate: install
 mutate-sample: install
 	OMP_NUM_THREADS=1 $(BIN)/python tools/mutation.py sample --budget 170
 
+# ruff for the Python, snakemake --lint (full config and demo) and snakefmt for the workflow
 lint: install
 	$(BIN)/ruff check src tests bench
+	$(BIN)/snakemake --lint
+	$(BIN)/snakemake --lint $(DEMO)
+	$(BIN)/snakefmt --check Snakefile rules
 
 .PHONY: gpu-check
 gpu-check: install  # this machine's GPU: img/s, memory, MFU per variant, projected GPU-hours of config.yaml

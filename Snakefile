@@ -13,7 +13,18 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
+
+# The image of Dockerfile (the versions of constraints.txt): jobs run in it under
+# `--sdm apptainer` and on Kubernetes (profiles/kubernetes names the same image).
+container: "docker://ghcr.io/facesketch/facesketch:0.1.0"
+
+
+# the front page of `snakemake --report`
+report: "rules/report/workflow.rst"
+
+
 if not workflow.config_settings.configfiles:
+
     configfile: "config.yaml"
 
 

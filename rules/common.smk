@@ -1,31 +1,33 @@
 # Shared by every rules file: the validated config, paths, and input functions.
 import copy
-import os
 import shlex
-import sys
 from pathlib import Path
 
 from snakemake.settings.types import DeploymentMethod
 
 from facesketch import STYLES
-from facesketch.config import (archive_source, finalize, run_released, run_variants, spec_json,
-                               style_aware, weights_dir)
+from facesketch.config import archive_source, finalize, run_released, run_variants, spec_json, style_aware, weights_dir
 from facesketch.models.registry import uses_depth
 from facesketch.models.released_hida import pretrained_missing
-from facesketch.report.plots import plot_files
+from facesketch.report.plots import plot_files, plot_spec
+from facesketch.report.tables import table_spec
+from facesketch.workflow import (
+    SHELL_PREFIX,
+    code_fingerprint,
+    figure_caption,
+    figure_subcategory,
+    put_interpreter_on_path,
+)
 
 CFG = finalize(copy.deepcopy(config))  # raises a ConfigError naming the key before anything runs
 
 # Rules call the `facesketch` CLI. Without --sdm conda, jobs find it beside the Python that
 # runs Snakemake (the project's virtual environment), even when that is not on PATH. Inside
-# conda environments the package is not installed, so there the command runs the CLI from src/.
+# conda environments the package is not installed, so there the command runs the CLI from src/
+# (SHELL_PREFIX).
 if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-shell.prefix(
-    "set -euo pipefail; "
-    # (braces doubled: Snakemake formats shell commands)
-    "command -v facesketch >/dev/null 2>&1 || facesketch() {{ PYTHONPATH=src${{PYTHONPATH:+:$PYTHONPATH}} python -m facesketch \"$@\"; }}; "
-)
+    put_interpreter_on_path()
+shell.prefix(SHELL_PREFIX)
 
 DATA = CFG["paths"]["data"]
 RES = CFG["paths"]["results"]
@@ -40,6 +42,10 @@ MAP_KINDS = ("depth", "normal", "edge")
 # released results are scored when their folder exists; the tables say when it does not
 RELEASED_AVAILABLE = {n: Path(CFG["released"][n]["path"]).is_dir() for n in run_released(CFG)}
 RELEASED = [n for n, ok in RELEASED_AVAILABLE.items() if ok]
+DEVICE = CFG["device"]
+TABLES = list(CFG["tables"])
+PLOTS = plot_files(CFG)
+
 
 wildcard_constraints:
     variant="|".join(VARIANTS) or "NONE",
@@ -47,6 +53,11 @@ wildcard_constraints:
     style="|".join(STYLES),
     kind="|".join(MAP_KINDS),
     released="|".join(RELEASED) or "NONE",
+
+
+def parent(path, levels=1):
+    """The folder `levels` up from a declared input or output (params derived from files)."""
+    return str(Path(path).parents[levels - 1])
 
 
 def q(obj):
@@ -83,3 +94,24 @@ def samples(variant):
 
 def metric_files():
     return [f"{RES}/metrics/{v}.parquet" for v in VARIANTS] + [f"{RES}/metrics/released_{r}.parquet" for r in RELEASED]
+
+
+def metrics_inputs(w):
+    inputs = {"manifest": f"{FS2K}/manifest.parquet", "samples": samples(w.variant)}
+    if CFG["metrics"]["framing"] == "native":
+        inputs["raw"] = f"{FS2K}/raw"  # the ground truth at the archive's resolution
+    return inputs
+
+
+def cross_samples():
+    if CFG["infer"]["cross_style"] == 0:
+        return []
+    return [f"{RES}/samples/{v}/{s}/cross" for v in VARIANTS if style_aware(spec(v)) for s in seeds(v)]
+
+
+def caption(figure):
+    return figure_caption(figure)
+
+
+def subcategory(figure):
+    return figure_subcategory(CFG, figure)

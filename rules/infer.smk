@@ -8,21 +8,24 @@ rule infer:
         model=f"{RES}/checkpoints/{{variant}}/{{seed}}/model.pt",
     output:
         directory(f"{RES}/samples/{{variant}}/{{seed}}/{{style}}"),
-    params:
-        spec=lambda w: q(spec(w.variant)),
-        batch=CFG["infer"]["batch_size"],
-    resources:
-        gpu=1,
-    conda:
-        "../envs/train.yaml"
     log:
         f"{LOGS}/infer_{{variant}}_{{seed}}_{{style}}.log",
     benchmark:
         f"{RES}/benchmarks/infer_{{variant}}_{{seed}}_{{style}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    resources:
+        gpu=1,
+    params:
+        spec=lambda w: q(spec(w.variant)),
+        batch=CFG["infer"]["batch_size"],
+        maps=MAPS,
+        device=DEVICE,
+        code=code_fingerprint("facesketch.train.infer"),
     shell:
         "facesketch infer --spec {params.spec} --checkpoint {input.model} --manifest {input.manifest}"
-        " --maps {MAPS} --out {output} --style {wildcards.style} --batch-size {params.batch}"
-        " --device {CFG[device]} 2> {log}"
+        " --maps {params.maps} --out {output} --style {wildcards.style} --batch-size {params.batch}"
+        " --device {params.device} 2> {log}"
 
 
 rule infer_cross:
@@ -31,21 +34,18 @@ rule infer_cross:
         model=f"{RES}/checkpoints/{{variant}}/{{seed}}/model.pt",
     output:
         directory(f"{RES}/samples/{{variant}}/{{seed}}/cross"),
+    log:
+        f"{LOGS}/infer_{{variant}}_{{seed}}_cross.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        gpu=1,
     params:
         spec=lambda w: q(spec(w.variant)),
         n=CFG["infer"]["cross_style"],
-    resources:
-        gpu=1,
-    conda:
-        "../envs/train.yaml"
-    log:
-        f"{LOGS}/infer_{{variant}}_{{seed}}_cross.log",
+        maps=MAPS,
+        device=DEVICE,
+        code=code_fingerprint("facesketch.train.infer"),
     shell:
         "facesketch infer --spec {params.spec} --checkpoint {input.model} --manifest {input.manifest}"
-        " --maps {MAPS} --out {output} --style cross --cross-style {params.n} --device {CFG[device]} 2> {log}"
-
-
-def cross_samples():
-    if CFG["infer"]["cross_style"] == 0:
-        return []
-    return [f"{RES}/samples/{v}/{s}/cross" for v in VARIANTS if style_aware(spec(v)) for s in seeds(v)]
+        " --maps {params.maps} --out {output} --style cross --cross-style {params.n} --device {params.device} 2> {log}"

@@ -8,20 +8,22 @@ rule maps:
         aligned=f"{FS2K}/aligned",
     output:
         directory(f"{MAPS}/{{kind}}"),
-    params:
-        spec=q(CFG["maps"]),
-        weights=WEIGHTS,
-    resources:
-        gpu=1,
-    conda:
-        "../envs/maps.yaml"
     log:
         f"{LOGS}/maps_{{kind}}.log",
     benchmark:
         f"{RES}/benchmarks/maps_{{kind}}.tsv"
+    conda:
+        "../envs/maps.yaml"
+    resources:
+        gpu=1,
+    params:
+        spec=q(CFG["maps"]),
+        weights=WEIGHTS,
+        device=DEVICE,
+        code=code_fingerprint("facesketch.maps.run"),
     shell:
         "facesketch maps {wildcards.kind} --manifest {input.manifest} --out {output} --weights {params.weights}"
-        " --spec {params.spec} --device {CFG[device]} 2> {log}"
+        " --spec {params.spec} --device {params.device} 2> {log}"
 
 
 rule contact_sheet:
@@ -29,16 +31,22 @@ rule contact_sheet:
         manifest=f"{FS2K}/manifest.parquet",
         maps=f"{MAPS}/{{kind}}",
     output:
-        report(f"{RES}/maps/{{kind}}_contact_sheet.png", caption="report/contact_sheet.rst",
-               category="Geometry maps", labels={"map": "{kind}"}),
-    params:
-        per_style=CFG["maps"]["contact_sheet_per_style"],
-    conda:
-        "../envs/maps.yaml"
+        report(
+            f"{RES}/maps/{{kind}}_contact_sheet.png",
+            caption="report/contact_sheet.rst",
+            category="Geometry maps",
+            labels={"map": "{kind}"},
+        ),
     log:
         f"{LOGS}/contact_sheet_{{kind}}.log",
+    conda:
+        "../envs/maps.yaml"
+    params:
+        per_style=CFG["maps"]["contact_sheet_per_style"],
+        maps=lambda w, input: parent(input.maps),
+        code=code_fingerprint("facesketch.maps.contact_sheet"),
     shell:
-        "facesketch contact-sheet {wildcards.kind} --manifest {input.manifest} --maps {MAPS} --out {output}"
+        "facesketch contact-sheet {wildcards.kind} --manifest {input.manifest} --maps {params.maps} --out {output}"
         " --per-style {params.per_style} 2> {log}"
 
 

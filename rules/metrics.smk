@@ -2,33 +2,28 @@
 # released results of other methods scored the same way.
 
 
-def metrics_inputs(w):
-    inputs = {"manifest": f"{FS2K}/manifest.parquet", "samples": samples(w.variant)}
-    if CFG["metrics"]["framing"] == "native":
-        inputs["raw"] = f"{FS2K}/raw"  # the ground truth at the archive's resolution
-    return inputs
-
-
 rule score:
     input:
         unpack(metrics_inputs),
     output:
         f"{RES}/metrics/{{variant}}.parquet",
-    params:
-        spec=lambda w: q({"variant": w.variant, "metrics": CFG["metrics"]}),
-        weights=WEIGHTS,
-    resources:
-        gpu=1,
-    threads: workflow.cores
-    conda:
-        "../envs/metrics.yaml"
     log:
         f"{LOGS}/score_{{variant}}.log",
     benchmark:
         f"{RES}/benchmarks/score_{{variant}}.tsv"
+    conda:
+        "../envs/metrics.yaml"
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    params:
+        spec=lambda w: q({"variant": w.variant, "metrics": CFG["metrics"]}),
+        weights=WEIGHTS,
+        device=DEVICE,
+        code=code_fingerprint("facesketch.metrics.evaluate"),
     shell:
         "facesketch score --spec {params.spec} --manifest {input.manifest} --samples {input.samples}"
-        " --weights {params.weights} --out {output} --device {CFG[device]} 2> {log}"
+        " --weights {params.weights} --out {output} --device {params.device} 2> {log}"
 
 
 rule score_released:
@@ -37,24 +32,26 @@ rule score_released:
         raw=f"{FS2K}/raw",
     output:
         f"{RES}/metrics/released_{{released}}.parquet",
+    log:
+        f"{LOGS}/score_released_{{released}}.log",
+    benchmark:
+        f"{RES}/benchmarks/score_released_{{released}}.tsv"
+    conda:
+        "../envs/metrics.yaml"
+    threads: workflow.cores
+    resources:
+        gpu=1,
     params:
         folder=lambda w: shlex.quote(CFG["released"][w.released]["path"]),
         framing=lambda w: CFG["released"][w.released]["framing"],
         label=lambda w: f"released:{w.released}",
         spec=q(CFG["metrics"]),
         weights=WEIGHTS,
-    resources:
-        gpu=1,
-    threads: workflow.cores
-    conda:
-        "../envs/metrics.yaml"
-    log:
-        f"{LOGS}/score_released_{{released}}.log",
-    benchmark:
-        f"{RES}/benchmarks/score_released_{{released}}.tsv"
+        device=DEVICE,
+        code=code_fingerprint("facesketch.metrics.evaluate"),
     shell:
         "facesketch evaluate {params.folder} --manifest {input.manifest} --out {output} --framing {params.framing}"
-        " --label {params.label} --spec {params.spec} --weights {params.weights} --device {CFG[device]} 2> {log}"
+        " --label {params.label} --spec {params.spec} --weights {params.weights} --device {params.device} 2> {log}"
 
 
 rule evaluate_all:

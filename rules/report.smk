@@ -1,26 +1,5 @@
 # The papers' tables (Parquet, Markdown, LaTeX, HTML; metrics.json and per_style.csv for DVC),
 # the figures, and the items of `snakemake --report`.
-from facesketch.report.plots import plot_spec
-from facesketch.report.tables import table_spec
-
-TABLES = list(CFG["tables"])
-PLOTS = plot_files(CFG)
-
-
-def caption(figure):
-    return "report/metrics_per_style.rst" if figure.startswith("metrics_per_style") else f"report/{figure}.rst"
-
-
-def subcategory(figure):
-    """Figures grouped as the tables are: a table's per-style figure under its title."""
-    if figure.startswith("metrics_per_style_"):
-        return CFG["tables"][figure.removeprefix("metrics_per_style_")]["title"]
-    if figure == "fid_lpips_per_style":
-        return CFG["tables"][CFG["report"]["figures"]["methods"]]["title"] if "methods" in CFG["report"]["figures"] \
-            else "Per style"
-    if figure == "metrics_by_attribute":
-        return "Beyond the papers"
-    return "Image grids" if figure.startswith("grid") else "Training"
 
 
 rule tables:
@@ -31,21 +10,31 @@ rule tables:
         parquet=expand(f"{RES}/tables/{{table}}.parquet", table=TABLES),
         md=expand(f"{RES}/tables/{{table}}.md", table=TABLES),
         tex=expand(f"{RES}/tables/{{table}}.tex", table=TABLES),
-        html=[report(f"{RES}/tables/{t}.html", caption="report/table.rst", category="Tables",
-                     subcategory=CFG["tables"][t]["title"]) for t in TABLES],
+        html=[
+            report(
+                f"{RES}/tables/{t}.html",
+                caption="report/table.rst",
+                category="Tables",
+                subcategory=CFG["tables"][t]["title"],
+            )
+            for t in TABLES
+        ],
         json=f"{RES}/metrics.json",
         csv=f"{RES}/per_style.csv",
+        dvc_plots=directory(f"{RES}/dvc_plots"),
         attributes=f"{RES}/tables/attributes.parquet",
         attributes_md=f"{RES}/tables/attributes.md",
-    params:
-        spec=q(table_spec(CFG, RELEASED_AVAILABLE)),
-    conda:
-        "../envs/report.yaml"
     log:
         f"{LOGS}/tables.log",
+    conda:
+        "../envs/report.yaml"
+    params:
+        spec=q(table_spec(CFG, RELEASED_AVAILABLE)),
+        out=lambda w, output: parent(output.parquet[0]),
+        code=code_fingerprint("facesketch.report.tables"),
     shell:
         "facesketch tables --spec {params.spec} --metrics {input.metrics} --manifest {input.manifest}"
-        " --out {RES}/tables --metrics-json {output.json} --plots-csv {output.csv} 2> {log}"
+        " --out {params.out} --metrics-json {output.json} --plots-csv {output.csv} 2> {log}"
 
 
 rule plots:
@@ -56,16 +45,28 @@ rule plots:
         cross=cross_samples(),
         manifest=f"{FS2K}/manifest.parquet",
     output:
-        [report(f"{RES}/plots/{f}", caption=caption(n), category="Figures", subcategory=subcategory(n),
-                labels={"figure": n}) for n, f in PLOTS.items()],
-    params:
-        spec=q(plot_spec(CFG, RELEASED_AVAILABLE)),
-    conda:
-        "../envs/report.yaml"
+        [
+            report(
+                f"{RES}/plots/{f}",
+                caption=caption(n),
+                category="Figures",
+                subcategory=subcategory(n),
+                labels={"figure": n},
+            )
+            for n, f in PLOTS.items()
+        ],
+        losses=directory(f"{RES}/dvc_losses"),
     log:
         f"{LOGS}/plots.log",
+    conda:
+        "../envs/report.yaml"
+    params:
+        spec=q(plot_spec(CFG, RELEASED_AVAILABLE)),
+        results=lambda w, input: parent(input.tables[0], 2),
+        out=lambda w, output: parent(output[0]),
+        code=code_fingerprint("facesketch.report.plots"),
     shell:
-        "facesketch plots --spec {params.spec} --results {RES} --manifest {input.manifest} --out {RES}/plots 2> {log}"
+        "facesketch plots --spec {params.spec} --results {params.results} --manifest {input.manifest} --out {params.out} 2> {log}"
 
 
 rule report_all:

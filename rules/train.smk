@@ -7,21 +7,24 @@ rule train:
         unpack(model_inputs),
     output:
         f"{RES}/checkpoints/{{variant}}/{{seed}}/model.pt",
-    params:
-        spec=lambda w: q(spec(w.variant)),
-        out=run_dir,
-        weights=WEIGHTS,
-    resources:
-        gpu=1,
-    conda:
-        "../envs/train.yaml"
     log:
         f"{LOGS}/train_{{variant}}_{{seed}}.log",
     benchmark:
         f"{RES}/benchmarks/train_{{variant}}_{{seed}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    resources:
+        gpu=1,
+    params:
+        spec=lambda w: q(spec(w.variant)),
+        out=run_dir,
+        weights=WEIGHTS,
+        maps=MAPS,
+        device=DEVICE,
+        code=code_fingerprint("facesketch.train.run"),
     shell:
-        "facesketch train --spec {params.spec} --manifest {input.manifest} --maps {MAPS} --weights {params.weights}"
-        " --out {params.out} --done {output} --seed {wildcards.seed} --device {CFG[device]} 2> {log}"
+        "facesketch train --spec {params.spec} --manifest {input.manifest} --maps {params.maps} --weights {params.weights}"
+        " --out {params.out} --done {output} --seed {wildcards.seed} --device {params.device} 2> {log}"
 
 
 rule train_all:

@@ -95,17 +95,26 @@ def test_table_files(spec, tmp_path):
     build_tables(spec, [path], tmp_path / "tables")
     md = (tmp_path / "tables" / "t.md").read_text()
     assert "| A | **30.00** / 20.00 (+10.00) | **0.200** | **0.500** / 0.500 (+0.000) |" in md
-    assert "- variant d is not in this run (run.variants) (D)" in md
+    assert md.count("- variant d is not in this run (run.variants) (D)") == 1  # once, not once per style
     assert "### Test table — Style2" in md
     assert "up to 3 test images and 1 seed(s)" in md and "aligned 250x250" in md
     tex = (tmp_path / "tables" / "t.tex").read_text()
     assert r"\textbf{30.00} / 20.00 (+10.00)" in tex and r"\begin{tabular}{lccc}" in tex
     html = (tmp_path / "tables" / "t.html").read_text()
-    assert "<b>30.00</b>" in html and "released results not found" in html
+    assert "<b>30.00</b>" in html and html.count("released results not found") == 1
+    # captions render their emphasis; no raw Markdown left in HTML or LaTeX
+    assert "<b>best</b>, <i>second</i> of ours" in html and "_second_" not in html and "**" not in html
+    assert r"\textbf{best}, \textit{second} of ours" in tex and "second\\_" not in tex
+    # DVC metrics keyed by variant id (no spaces or `&`: `dvc metrics diff` and `dvc exp show`)
     assert json.loads((tmp_path / "metrics.json").read_text()) == {
-        "t": {"A": {"FID": 30.0, "LPIPS": 0.2, "SCOOT": 0.5}}}
+        "t": {"a": {"FID": 30.0, "LPIPS": 0.2, "SCOOT": 0.5}}}
     per_style = pd.read_csv(tmp_path / "per_style.csv")
     assert set(per_style["style"]) == {"all", *STYLES}
+    # `dvc plots`: one small chart per metric, each method once per style (not one long bar chart)
+    scoot = pd.read_csv(tmp_path / "dvc_plots" / "SCOOT.csv")
+    assert sorted(scoot["style"]) == sorted(["all", *STYLES]) and set(scoot["variant"]) == {"a"}
+    assert scoot.set_index("style").loc["Style3", "ours"] == pytest.approx(0.6)
+    assert sorted(p.name for p in (tmp_path / "dvc_plots").iterdir()) == ["FID.csv", "LPIPS.csv", "SCOOT.csv"]
 
 
 def test_corrupt_images_do_not_poison_a_mean(spec, tmp_path):
@@ -156,8 +165,10 @@ def test_metrics_by_fs2k_annotation(tiny_prepared, tmp_path):
 
     manifest = pd.read_parquet(tiny_prepared / "manifest.parquet")
     test = manifest[manifest.split == "test"]
-    rows = [dict(variant="v", seed=0, style_asked="Style1", style_gt="Style1", image_id=r.id, metric="SCOOT",
-                 value=0.2 + 0.4 * r.gender, scope="image", n_images=1, reason="") for r in test.itertuples()]
+    # two seeds: the group sizes count photos, not values
+    rows = [dict(variant="v", seed=seed, style_asked="Style1", style_gt="Style1", image_id=r.id, metric="SCOOT",
+                 value=0.2 + 0.4 * r.gender, scope="image", n_images=1, reason="")
+            for r in test.itertuples() for seed in (0, 1)]
     rows.append(dict(variant="v", seed=0, style_asked="all", style_gt="all", image_id="", metric="FID", value=9.0,
                      scope="set", n_images=len(test), reason=""))
     df = attribute_breakdown(pd.DataFrame(rows), manifest)
@@ -165,4 +176,42 @@ def test_metrics_by_fs2k_annotation(tiny_prepared, tmp_path):
     assert g.loc[0, "mean"] == pytest.approx(0.2) and g.loc[1, "mean"] == pytest.approx(0.6)
     assert g.n_images.sum() == len(test) and "FID" not in set(df.metric)
     md = attributes_markdown(df)
-    assert "gender=0" in md and "0.600 (n=" in md
+    # codes decoded as FS2K's README defines them (gender 0 = male, 1 = female)
+    assert "| gender: male | gender: female |" in md and "gender=0" not in md and "0.600 (n=" in md
+
+
+def test_loss_series_for_dvc_plots(tmp_path):
+    from facesketch.report.plots import loss_series
+
+    run = tmp_path / "ckpt" / "hida_full" / "0"
+    run.mkdir(parents=True)
+    pd.DataFrame({"epoch": [1, 2], "step": [5, 10], "G_gan": [1.0, 0.5], "G_l1": [2.0, 1.5], "D": [0.7, 0.6],
+                  "lr_g": [2.0e-4, 2.0e-4], "images_per_s": [3.0, 3.0]}).to_csv(run / "losses.csv", index=False)
+    [path] = loss_series({"hida_full": run, "missing": tmp_path / "none"}, tmp_path / "dvc_losses")
+    got = pd.read_csv(path)
+    assert path.name == "hida_full.csv" and list(got.columns) == ["epoch", "generator", "discriminator"]
+    assert got.generator.tolist() == [3.0, 2.0] and got.discriminator.tolist() == [0.7, 0.6]  # by hand
+
+
+def test_per_style_bars_show_only_methods_with_results_with_intervals_and_paper(spec, tmp_path):
+    from facesketch.report.plots import bar_rows, metric_bars
+
+    files = []
+    for v, vals, seeds in (("a", {"Style1": [0.4], "Style2": [0.5], "Style3": [0.6]}, (0, 1)),
+                           ("b", {"Style1": [0.7], "Style2": [0.8], "Style3": [0.9]}, (0,))):
+        _metrics(v, vals, seeds=seeds, fid_all=30.0).to_parquet(tmp_path / f"{v}.parquet")
+        files.append(tmp_path / f"{v}.parquet")
+    long = build_tables(spec, files, tmp_path / "tables")
+    present, ok = bar_rows(long[long.table == "t"], spec["tables"]["t"], "SCOOT")
+    assert present == ["A", "B"]  # C, D, GENRE and Later have no SCOOT: not in bars or legend
+    assert set(ok["style"]) == {"Style1", "Style2", "Style3", "all"}
+    # the paper's SCOOT of A (0.5) is there to be marked on A's all-styles bar
+    assert ok[(ok.label == "A") & (ok["style"] == "all")].paper.iloc[0] == 0.5
+    path = metric_bars(long[long.table == "t"], spec["tables"]["t"], ["SCOOT", "LPIPS"], tmp_path / "bars.png", "t")
+    assert path.stat().st_size > 0
+
+
+def test_figures_name_variants_by_their_table_labels(spec):
+    from facesketch.report.plots import variant_labels
+
+    assert variant_labels(spec["tables"]) == {"a": "A", "b": "B", "c": "C", "d": "D"}

@@ -14,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+from facesketch import __version__
 from facesketch.errors import ConfigError, FacesketchError
 
 log = logging.getLogger("facesketch")
@@ -212,7 +213,8 @@ def _weights_dir(args, cfg=None) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facesketch", description=__doc__.split("\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate-config", help="validate config file(s) against the schema")
@@ -311,8 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True)
     p.add_argument("--maps", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--style", required=True, help="Style1, Style2 or Style3")
-    p.add_argument("--cross-style", type=int, default=0, help="also draw N photos in every style")
+    p.add_argument("--style", required=True, choices=["Style1", "Style2", "Style3", "cross"],
+                   help="draw the test photos whose ground truth is in this style; cross: the first "
+                        "--cross-style N test photos in all three styles")
+    p.add_argument("--cross-style", type=int, default=0, help="N, the photos drawn with --style cross")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_infer)
@@ -353,7 +357,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_plots)
+    _finish_options(parser, sub)
     return parser
+
+
+# Help for the options many subcommands share (an option's own help, where given, wins).
+COMMON_HELP = {
+    "--manifest": "manifest.parquet written by `facesketch align`",
+    "--out": "where to write the result",
+    "--maps": "folder holding the depth/, normal/ and edge/ maps",
+    "--weights": "pretrained weights folder (see `facesketch weights list`)",
+    "--device": "auto (a free GPU, else the CPU), cpu, cuda or cuda:N",
+    "--spec": "the config block the rule passes, as JSON (or @file.json)",
+    "--seed": "random seed of the run",
+    "--batch-size": "images per batch",
+    "--per-style": "photos per style on the sheet",
+    "--gdrive-id": "Google Drive id of FS2K.zip (used when --source is empty)",
+    "--results": "the run's results folder (tables/, checkpoints/, samples/)",
+    "--metrics": "per-image metrics Parquet files (score/evaluate output)",
+    "--label": "the method's name in the tables (default: the folder's name)",
+    "--checkpoint": "model.pt of a trained run",
+    "kind": "depth, normal or edge",
+    "archive": "FS2K.zip (or a .tar[.gz])",
+    "folder": "folder of sketches named by FS2K id",
+    "action": "list: every file, its place and state; fetch: download; check: verify; path: print the path",
+    "--framing": "how the sketches are framed: original (as the FS2K photos) or aligned (as facesketch align)",
+}
+
+
+def _finish_options(parser: argparse.ArgumentParser, sub) -> None:
+    """Help text on every option, and -v/--verbose accepted after the subcommand as well."""
+    for p in sub.choices.values():
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="debug logging (also accepted before the subcommand)")
+        for action in p._actions:
+            if action.help is None:
+                key = action.option_strings[0] if action.option_strings else action.dest
+                action.help = COMMON_HELP.get(key)
 
 
 def main(argv: list[str] | None = None) -> int:

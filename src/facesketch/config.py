@@ -24,10 +24,25 @@ from facesketch.errors import ConfigError
 DEMO_CONFIG = "demo.yaml"
 
 
+SCHEMA_FILE = "config.schema.yaml"
+
+
+def schema_path() -> Path:
+    """The installed package ships schemas/ as facesketch.schemas; run from a checkout's src/
+    (as the rules do inside `--sdm conda` environments), the schema is the checkout's schemas/."""
+    try:
+        return Path(str(importlib.resources.files("facesketch.schemas").joinpath(SCHEMA_FILE)))
+    except ModuleNotFoundError:
+        source = Path(__file__).resolve().parents[2] / "schemas" / SCHEMA_FILE
+        if not source.is_file():
+            raise ConfigError(f"config schema not found: neither the package facesketch.schemas nor {source}; "
+                              "install facesketch (pip install .) or run from a complete checkout") from None
+        return source
+
+
 @lru_cache(maxsize=1)
 def schema() -> dict:
-    text = importlib.resources.files("facesketch.schemas").joinpath("config.schema.yaml").read_text()
-    return yaml.safe_load(text)
+    return yaml.safe_load(schema_path().read_text(encoding="utf-8"))
 
 
 def demo_config_path() -> Path:

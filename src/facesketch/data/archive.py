@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 ROOT = "FS2K"
 MAX_TOTAL_BYTES = 4 << 30  # the real archive unpacks to ~150 MB; refuse zip bombs
-GDRIVE_URL = "https://drive.usercontent.google.com/download"
 MANUAL_HINT = (
     "Download FS2K.zip by hand from https://drive.google.com/file/d/{id}/view (or the Baidu "
     "mirror named in the FS2K README) and give its path in config (fs2k.archive) or in the "
@@ -65,32 +64,14 @@ def _check_sha(path: Path, expected: str | None, shown) -> None:
 
 
 def _download_gdrive(file_id: str, dest: Path) -> None:
-    import re
-
-    import requests
+    # gdown: Drive's confirmation pages, retries that resume the transfer, a progress bar
+    from facesketch.download import fetch_gdrive
 
     hint = MANUAL_HINT.format(id=file_id)
-    params = {"id": file_id, "export": "download", "confirm": "t"}
     try:
-        with requests.Session() as session:
-            response = session.get(GDRIVE_URL, params=params, stream=True, timeout=60)
-            response.raise_for_status()
-            if "text/html" in response.headers.get("content-type", ""):
-                # Drive answers large files with a "can't scan for viruses" form; its hidden
-                # fields are the parameters of the real download.
-                fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', response.text))
-                if "uuid" not in fields and "confirm" not in fields:
-                    raise DataError(f"Google Drive refused the scripted download of {file_id}. {hint}")
-                params.update(fields)
-                response = session.get(GDRIVE_URL, params=params, stream=True, timeout=60)
-                response.raise_for_status()
-            total = int(response.headers.get("content-length", 0)) or None
-            with open(dest, "wb") as f, progress(total=total, unit="B", unit_scale=True, desc="FS2K.zip") as bar:
-                for chunk in response.iter_content(1 << 20):
-                    f.write(chunk)
-                    bar.update(len(chunk))
-    except requests.RequestException as e:
-        raise DataError(f"could not download FS2K from Google Drive ({e}). {hint}") from e
+        fetch_gdrive(file_id, dest)
+    except Exception as e:  # gdown raises its own errors and requests' on the network
+        raise DataError(f"could not download FS2K from Google Drive ({type(e).__name__}: {e}). {hint}") from e
     if not zipfile.is_zipfile(dest):
         raise DataError(f"what Google Drive sent for {file_id} is not a zip archive. {hint}")
 

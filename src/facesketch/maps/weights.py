@@ -6,7 +6,8 @@ licence and how it is verified. Verification uses the strongest fingerprint know
 SHA-256, else the git blob id (the 3DDFA_V2 files are committed in their repository), else the
 8-hex-digit SHA-256 prefix that torchvision-style file names carry. A file with no published
 fingerprint (DSINE, the converted official HED) is checked by its keys and shapes when loaded.
-Downloads go to a temporary name and are renamed only after the check passes.
+Downloads (facesketch.download: pooch checks known hashes and retries, gdown resumes a dropped
+transfer) go to a temporary name and are renamed only after the check passes.
 """
 
 from __future__ import annotations
@@ -232,26 +233,24 @@ def fetch(name: str, weights_dir: Path) -> Path:
         return require(name, weights_dir)
     if not w.urls:
         raise WeightsError(instructions(name, weights_dir))
-    import requests
-
-    from facesketch.progress import progress
+    from facesketch.download import fetch_url
 
     errors = []
     for url in w.urls:
         try:
-            with requests.get(url, stream=True, timeout=60) as r:
-                r.raise_for_status()
-                total = int(r.headers.get("content-length", 0)) or None
-                with atomic_path(target) as tmp:
-                    with open(tmp, "wb") as f, progress(total=total, unit="B", unit_scale=True, desc=w.filename) as bar:
-                        for chunk in r.iter_content(1 << 20):
-                            f.write(chunk)
-                            bar.update(len(chunk))
-                    verify(name, tmp)  # checked before the rename
+            # pooch checks the SHA-256 where one is published (and retries); the other
+            # fingerprints (git blob, SHA-256 prefix) are checked here, before the rename
+            if w.sha256:  # pooch renames the download into place only when the hash matches
+                fetch_url(url, target, sha256=w.sha256)
+                verify(name, target)
+                return target
+            with atomic_path(target) as tmp:
+                fetch_url(url, tmp)
+                verify(name, tmp)  # checked before the rename
             # the rename keeps size and mtime, so the stamp of the check applies to the target
             os.replace(_stamp(tmp), _stamp(target))
             return target
-        except (requests.RequestException, WeightsError) as e:
+        except (OSError, ValueError, WeightsError) as e:  # pooch: ValueError = wrong hash
             errors.append(f"{url}: {e}")
     raise WeightsError(f"could not fetch '{name}':\n  " + "\n  ".join(errors) + "\n" + instructions(name, weights_dir))
 

@@ -17,9 +17,10 @@ import pandas as pd
 
 from facesketch import STYLES
 from facesketch.data.fs2k import load_manifest
-from facesketch.fileio import atomic_path, read_array
+from facesketch.fileio import atomic_path, read_array, write_text
 from facesketch.metrics.evaluate import LOWER_IS_BETTER, index_results
 from facesketch.report.grid import save_grid
+from facesketch.report.tables import attribute_name
 
 log = logging.getLogger(__name__)
 
@@ -61,49 +62,76 @@ def _why_empty(part: pd.DataFrame, metric: str) -> str:
     return f"{metric}: no results. " + "; ".join(f"{', '.join(ls)}: {r}" for r, ls in by_reason.items())
 
 
+SCOPE_ORDER = (*STYLES, "all")
+
+
+def bar_rows(long: pd.DataFrame, table: dict, metric: str) -> tuple[list[str], pd.DataFrame]:
+    """The methods with a result for `metric` (in the table's row order, by their table labels)
+    and their finite values per scope (the three styles and all styles)."""
+    part = long[(long.metric == metric) & (long["style"].isin(SCOPE_ORDER))]
+    ok = part[np.isfinite(part.ours)]
+    present = [r["label"] for r in table["rows"] if r["label"] in set(ok.label)]
+    return list(dict.fromkeys(present)), ok
+
+
 def style_ticks(part: pd.DataFrame, metric: str) -> list[str]:
-    """x labels per style; for FID with the set size n (FID is biased upward at small n), and a
-    warning under 200 images."""
+    """x labels per style and over all styles; for FID with the set size n (FID is biased upward
+    at small n), and a warning under 200 images."""
     if metric != "FID":
-        return list(STYLES)
+        return list(SCOPE_ORDER)
     from facesketch.report.tables import FID_WARN_N
 
     ticks = []
-    for st in STYLES:
+    for st in SCOPE_ORDER:
         n = int(part[part["style"] == st].n_images.max()) if (part["style"] == st).any() else 0
         ticks.append(f"{st}\nn={n}" + (f" (<{FID_WARN_N}: biased)" if 0 < n < FID_WARN_N else "") if n else st)
     return ticks
 
 
 def metric_bars(long: pd.DataFrame, table: dict, metrics: list[str], path: Path, title: str) -> Path:
-    """One panel per metric: bars per style (x) and method (hue), paper values as markers."""
+    """One panel per metric: bars per style and over all styles (x) and method (colour), with
+    ± one std over seeds where there are several, and the paper's value (all styles) as a black
+    tick on its method's bar. Only methods with results appear, in bars and legend."""
     plt, sns = _plt()
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics) + 1.5, 3.8), squeeze=False)
-    labels = [r["label"] for r in table["rows"]]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics) + 1.5, 3.8), squeeze=False)
+    labels = list(dict.fromkeys(r["label"] for r in table["rows"]))
     palette = dict(zip(labels, sns.color_palette("tab10", len(labels))))
+    shown: list[str] = []
+    paper_drawn = False
     for ax, metric in zip(axes[0], metrics):
-        part = long[(long.metric == metric) & (long["style"].isin(STYLES))]
-        ok = part[np.isfinite(part.ours)]
+        present, ok = bar_rows(long, table, metric)
+        part = long[(long.metric == metric) & (long["style"].isin(SCOPE_ORDER))]
         ax.set_title(f"{metric} ({'lower' if metric in LOWER_IS_BETTER else 'higher'} is better)")
-        ax.set_xlabel("style")
         ax.set_ylabel(metric)
-        if ok.empty:
+        ax.set_xticks(range(len(SCOPE_ORDER)), SCOPE_ORDER)
+        ax.set_xlim(-0.5, len(SCOPE_ORDER) - 0.5)
+        if not present:
             _note(ax, _why_empty(part, metric))
-            ax.set_xticks(range(3), STYLES)
-            ax.set_xlim(-0.5, 2.5)
             continue
-        present = [lab for lab in labels if lab in set(ok.label)]
-        sns.barplot(data=ok, x="style", y="ours", hue="label", order=list(STYLES), hue_order=present,
-                    palette=palette, ax=ax, errorbar=None)
-        missing = sorted(set(labels) - set(ok.label))
-        if missing:
-            ax.set_xlabel("style\n" + "\n".join(textwrap.wrap("no result: " + ", ".join(missing), 60)),
-                          fontsize=8)
-        ax.set_xticks(range(3), style_ticks(part, metric), fontsize=8)
-        if ax.get_legend():
-            ax.get_legend().remove()
-    handles = [plt.Rectangle((0, 0), 1, 1, color=palette[lab]) for lab in labels]
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), title="method", fontsize=8)
+        width = 0.8 / len(present)
+        for k, label in enumerate(present):
+            rows = ok[ok.label == label].drop_duplicates("style").set_index("style")
+            xs = [j + (k - (len(present) - 1) / 2) * width for j, sc in enumerate(SCOPE_ORDER) if sc in rows.index]
+            scopes = [sc for sc in SCOPE_ORDER if sc in rows.index]
+            std = rows.loc[scopes, "ours_std"].to_numpy(dtype=float)
+            ax.bar(xs, rows.loc[scopes, "ours"], width=width * 0.95, color=palette[label],
+                   yerr=np.where(np.isfinite(std), std, 0.0), capsize=2, error_kw={"elinewidth": 0.8})
+            if "all" in rows.index and np.isfinite(rows.loc["all", "paper"]):
+                ax.plot([xs[-1]], [rows.loc["all", "paper"]], marker="_", color="black", markersize=14, mew=2)
+                paper_drawn = True
+            if label not in shown:
+                shown.append(label)
+        missing = [lab for lab in labels if lab not in present]
+        ax.set_xlabel("\n".join(["style"] + textwrap.wrap("no result: " + ", ".join(missing), 60) if missing
+                                 else ["style"]), fontsize=8 if missing else None)
+        ax.set_xticks(range(len(SCOPE_ORDER)), style_ticks(part, metric), fontsize=8)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=palette[lab]) for lab in shown]
+    names = list(shown)
+    if paper_drawn:
+        handles.append(plt.Line2D([], [], marker="_", color="black", linestyle="", markersize=14, mew=2))
+        names.append("paper (all styles)")
+    if handles:
+        fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), title="method", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
@@ -116,18 +144,44 @@ def attribute_bars(df: pd.DataFrame, path: Path, metrics=("SCOOT", "SSIM", "FSIM
     fig, axes = plt.subplots(len(metrics), 1, figsize=(13, 3.2 * len(metrics)), squeeze=False)
     for ax, metric in zip(axes[:, 0], metrics):
         part = df[df.metric == metric].copy() if not df.empty else df
-        ax.set_title(f"{metric} by FS2K annotation of the test photo (codes as in anno_test.json)")
+        ax.set_title(f"{metric} by FS2K annotation of the test photo (n = test photos)")
         ax.set_ylabel(metric)
         if part.empty:
             _note(ax, f"{metric}: no per-image values in this run")
             continue
-        part["group"] = part.attribute + "=" + part.code.astype(str)
+        # each group with its size: the test photos with that code (the same for every method)
+        sizes = part.groupby(["attribute", "code"]).n_images.max()
+        part["group"] = [f"{attribute_name(a, c)}\n(n={sizes[(a, c)]})" for a, c in zip(part.attribute, part.code)]
         sns.barplot(data=part, x="group", y="mean", hue="variant", ax=ax, errorbar=None)
-        ax.set_xlabel("annotation = code")
+        ax.set_xlabel("annotation")
         ax.tick_params(axis="x", rotation=45, labelsize=8)
         ax.legend(fontsize=7, title="method", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return _save(fig, path)
+
+
+DVC_LOSSES = "dvc_losses"  # beside metrics.json: per-epoch losses of each variant for `dvc plots`
+
+
+def loss_series(runs: dict[str, Path], folder: Path) -> list[Path]:
+    """`<folder>/<variant>.csv`: epoch, generator and discriminator loss (the sums of the weighted
+    G_* and D* terms of losses.csv), the same two columns for every model, for `dvc plots`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.csv"):
+        old.unlink()
+    written = []
+    for name, run in runs.items():
+        csv = run / "losses.csv"
+        if not csv.is_file():
+            continue
+        df = pd.read_csv(csv)
+        g = df[[c for c in df.columns if c.startswith("G_")]].sum(axis=1)
+        d = df[[c for c in df.columns if c.startswith("D")]].sum(axis=1)
+        series = pd.DataFrame({"epoch": df.epoch, "generator": g.round(6), "discriminator": d.round(6)})
+        path = folder / f"{name}.csv"
+        write_text(path, series.to_csv(index=False))
+        written.append(path)
+    return written
 
 
 def training_curves(runs: dict[str, Path], path: Path) -> Path:
@@ -230,11 +284,15 @@ def make_plots(spec: dict, results: Path, manifest_path: Path, out: Path) -> lis
         made.append(metric_bars(long[long.table == tname], table, table["metrics"],
                                 out / f"metrics_per_style_{tname}.png", table["title"] + " — per style"))
     attributes = results / "tables" / "attributes.parquet"
-    made.append(attribute_bars(pd.read_parquet(attributes) if attributes.is_file() else pd.DataFrame(),
-                               out / "metrics_by_attribute.png"))
+    labels = variant_labels(spec["tables"])  # figures name methods as the tables do
+    by_attribute = pd.read_parquet(attributes) if attributes.is_file() else pd.DataFrame()
+    if len(by_attribute):
+        by_attribute["variant"] = by_attribute["variant"].map(lambda v: labels.get(v, v))
+    made.append(attribute_bars(by_attribute, out / "metrics_by_attribute.png"))
     variants = spec["variants"]
     runs = {v: results / "checkpoints" / v / str(info["seeds"][0]) for v, info in variants.items()}
-    made.append(training_curves(runs, out / "training_curves.png"))
+    made.append(training_curves({labels.get(v, v): run for v, run in runs.items()}, out / "training_curves.png"))
+    loss_series(runs, results / DVC_LOSSES)  # files by variant id (DVC keys)
 
     def sample_files(v: str) -> dict[str, Path] | None:
         if v not in variants:
@@ -268,6 +326,16 @@ def make_plots(spec: dict, results: Path, manifest_path: Path, out: Path) -> lis
     made.append(styles_grid(manifest, cross, out / "grid_styles.png"))
     log.info("plots: %d figures in %s", len(made), out)
     return made
+
+
+def variant_labels(tables: dict) -> dict[str, str]:
+    """variant id -> the label of its first row in the tables (the name readers know it by)."""
+    labels: dict[str, str] = {}
+    for table in tables.values():
+        for row in table["rows"]:
+            if row.get("variant"):
+                labels.setdefault(row["variant"], row["label"])
+    return labels
 
 
 def plot_spec(cfg: dict, released_available: dict[str, bool]) -> dict:

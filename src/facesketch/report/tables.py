@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -203,12 +204,22 @@ def to_markdown(spec: dict, tname: str, long: pd.DataFrame) -> str:
             cells = [_cell(part[(part.row == i) & (part.metric == m)].iloc[0],
                            lambda s, k: f"**{s}**" if k == 1 else f"_{s}_") for m in table["metrics"]]
             out.append(f"| {row['label']} | " + " | ".join(cells) + " |")
-        notes = _notes(table, part)
-        if notes:
-            out.append("")
-            out += [f"- {reason} ({', '.join(labels)})" for reason, labels in notes.items()]
         out.append("")
+    notes = _notes(table, long[long.table == tname])  # once per table, for every block above
+    if notes:
+        out += [f"Notes on {table['title']}:", ""] + [f"- {reason} ({', '.join(labels)})"
+                                                   for reason, labels in notes.items()] + [""]
     return "\n".join(out)
+
+
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_ITALIC = re.compile(r"(?<![\w])_(.+?)_(?![\w])")
+
+
+def _markup(text: str, bold: tuple[str, str], italic: tuple[str, str]) -> str:
+    """The caption's Markdown emphasis (**best**, _second_) in another markup."""
+    text = _BOLD.sub(lambda m: bold[0] + m.group(1) + bold[1], text)
+    return _ITALIC.sub(lambda m: italic[0] + m.group(1) + italic[1], text)
 
 
 def _latex_escape(s: str) -> str:
@@ -231,7 +242,9 @@ def to_latex(spec: dict, tname: str, long: pd.DataFrame) -> str:
         cells = [_cell(part[(part.row == i) & (part.metric == m)].iloc[0], mark, pm=r"$\pm$", dash="--")
                  for m in cols]
         lines.append(_latex_escape(row["label"]) + " & " + " & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + _latex_escape(caption(spec, table, part, "all")) + "}",
+    cap = _markup(caption(spec, table, part, "all"), ("\x01", "\x02"), ("\x03", "\x04"))  # survive escaping
+    cap = _latex_escape(cap).translate({1: r"\textbf{", 2: "}", 3: r"\textit{", 4: "}"})
+    lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + cap + "}",
               r"\label{tab:" + tname + "}", r"\end{table}", ""]
     return "\n".join(lines)
 
@@ -245,7 +258,7 @@ def to_html(spec: dict, tname: str, long: pd.DataFrame) -> str:
     for scope in SCOPES:
         part = long[(long.table == tname) & (long["style"] == scope)]
         body.append(f"<h3>{html.escape(table['title'])} — {'all styles' if scope == 'all' else scope}</h3>")
-        cap = html.escape(caption(spec, table, part, scope)).replace("**", "")
+        cap = _markup(html.escape(caption(spec, table, part, scope)), ("<b>", "</b>"), ("<i>", "</i>"))
         heads = "".join(f"<th>{html.escape(m)}</th>" for m in table["metrics"])
         body.append(f"<p>{cap}</p><table><tr><th>method</th>{heads}</tr>")
         for i, row in enumerate(table["rows"]):
@@ -253,13 +266,39 @@ def to_html(spec: dict, tname: str, long: pd.DataFrame) -> str:
                             for m in table["metrics"])
             body.append(f"<tr><td>{html.escape(row['label'])}</td>{cells}</tr>")
         body.append("</table>")
-        notes = _notes(table, part)
-        if notes:
-            body.append("<ul>" + "".join(f"<li>{html.escape(r)} ({html.escape(', '.join(ls))})</li>"
-                                         for r, ls in notes.items()) + "</ul>")
+    notes = _notes(table, long[long.table == tname])  # once per table, for every block above
+    if notes:
+        body.append(f"<p>Notes on {html.escape(table['title'])}:</p>")
+        body.append("<ul>" + "".join(f"<li>{html.escape(r)} ({html.escape(', '.join(ls))})</li>"
+                                     for r, ls in notes.items()) + "</ul>")
     style = ("<style>body{font-family:sans-serif;font-size:14px}table{border-collapse:collapse;margin-bottom:1em}"
              "td,th{border:1px solid #bbb;padding:3px 8px;text-align:center}td:first-child{text-align:left}</style>")
     return f"<html><head><meta charset='utf-8'>{style}</head><body>{''.join(body)}</body></html>\n"
+
+
+DVC_PLOTS = "dvc_plots"  # beside metrics.json: one CSV per metric for `dvc plots`
+
+
+def metric_key(source: str, label: str) -> str:
+    """A key for metrics.json without spaces or `&` (DVC flattens keys into `table.key.metric`
+    and its command line cannot select keys with spaces): the variant id, else the label."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", source or label).strip("_")
+
+
+def write_dvc_plots(ours: pd.DataFrame, folder: Path) -> None:
+    """`<folder>/<metric>.csv`: every scored method once (by variant id), per style and over all
+    styles, with the paper's value where it reports one; DVC draws one bar chart per metric."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.csv"):
+        old.unlink()
+    if not len(ours):
+        return
+    for metric, part in ours.groupby("metric", sort=True):
+        part = part.drop_duplicates(["source", "label", "style"]).drop_duplicates(["source", "style"])
+        rows = [{"method": f"{r.label} [{r.style}]", "variant": metric_key(r.source, r.label), "style": r.style,
+                 "ours": round(float(r.ours), 6), "paper": r.paper}
+                for r in part.sort_values(["source", "style"]).itertuples()]
+        write_text(folder / f"{metric_key('', metric)}.csv", pd.DataFrame(rows).to_csv(index=False))
 
 
 def build_tables(spec: dict, metric_files: list[Path], out: Path, metrics_json: Path | None = None,
@@ -284,15 +323,32 @@ def build_tables(spec: dict, metric_files: list[Path], out: Path, metrics_json: 
     ours = long[np.isfinite(long.ours)] if len(long) else long
     summary: dict = {}
     for r in ours[ours["style"] == "all"].itertuples() if len(ours) else []:
-        summary.setdefault(r.table, {}).setdefault(r.label, {})[r.metric] = round(float(r.ours), 6)
+        key = metric_key(r.source, r.label)
+        summary.setdefault(r.table, {}).setdefault(key, {})[r.metric] = round(float(r.ours), 6)
     write_json(metrics_json, summary)
     cols = ["table", "label", "style", "metric", "ours", "paper"]
     write_text(plots_csv, (long[cols] if len(long) else pd.DataFrame(columns=cols)).to_csv(index=False))
+    write_dvc_plots(ours, plots_csv.parent / DVC_PLOTS)
     log.info("tables: %d written to %s", len(spec["tables"]), out)
     return long
 
 
 ATTRIBUTES = ("gender", "smile", "frontal_face", "hair", "earring", "hair_color")
+# What the codes of FS2K's anno_*.json mean (FS2K's README, "Annotations")
+ATTRIBUTE_CODES = {
+    "gender": {0: "male", 1: "female"},
+    "smile": {0: "smiling", 1: "not smiling"},
+    "frontal_face": {0: "head turned <= 30 deg", 1: "head turned > 30 deg"},
+    "hair": {0: "hair visible", 1: "no hair visible"},
+    "earring": {0: "earring", 1: "no earring"},
+    "hair_color": {0: "brown hair", 1: "black hair", 2: "red hair", 3: "no hair", 4: "golden hair"},
+}
+
+
+def attribute_name(attribute: str, code: int) -> str:
+    """'gender: female' for gender code 1; an unknown code stays visible as 'attribute=code'."""
+    meaning = ATTRIBUTE_CODES.get(attribute, {}).get(int(code))
+    return f"{attribute}: {meaning}" if meaning else f"{attribute}={code}"
 
 
 def attribute_breakdown(metrics: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
@@ -306,8 +362,9 @@ def attribute_breakdown(metrics: pd.DataFrame, manifest: pd.DataFrame) -> pd.Dat
     joined = img.join(attrs, on="image_id")
     parts = []
     for a in ATTRIBUTES:
-        g = joined.groupby(["variant", a, "metric"]).value.agg(["mean", "count"]).reset_index()
-        parts.append(g.rename(columns={a: "code", "count": "n_images"}).assign(attribute=a))
+        # n_images: distinct test photos with that code (not values, which repeat over seeds)
+        g = joined.groupby(["variant", a, "metric"]).agg(mean=("value", "mean"), n_images=("image_id", "nunique"))
+        parts.append(g.reset_index().rename(columns={a: "code"}).assign(attribute=a))
     out = pd.concat(parts, ignore_index=True)
     out["code"] = out["code"].astype(int)
     return out[["variant", "attribute", "code", "metric", "mean", "n_images"]]
@@ -315,15 +372,16 @@ def attribute_breakdown(metrics: pd.DataFrame, manifest: pd.DataFrame) -> pd.Dat
 
 def attributes_markdown(df: pd.DataFrame) -> str:
     lines = ["### Metrics by FS2K annotation (beyond the papers)", "",
-             "Mean per-image value over the test photos with each annotation code (codes as in FS2K's "
-             "anno_test.json; n = images). Only methods scored in this run.", ""]
+             "Mean per-image value over the test photos with each annotation (FS2K's anno_test.json, "
+             "codes decoded as FS2K's README defines them; n = test photos). Only methods scored in this run.",
+             ""]
     if df.empty:
         return "\n".join(lines + ["No per-image metrics in this run.", ""])
     for metric in sorted(df.metric.unique()):
         part = df[df.metric == metric]
         cols = [(a, c) for a in ATTRIBUTES for c in sorted(part[part.attribute == a].code.unique())]
         lines.append(f"#### {metric}\n")
-        lines.append("| method | " + " | ".join(f"{a}={c}" for a, c in cols) + " |")
+        lines.append("| method | " + " | ".join(attribute_name(a, c) for a, c in cols) + " |")
         lines.append("|---|" + "---|" * len(cols))
         for v in sorted(part.variant.unique()):
             pv = part[part.variant == v].set_index(["attribute", "code"])
