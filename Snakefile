@@ -9,11 +9,17 @@
 # Rules only name files and call the `facesketch` CLI; the configuration is validated against
 # schemas/config.schema.yaml before any rule is planned.
 
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 if not workflow.config_settings.configfiles:
+    from facesketch.config import yaml_problem
+
+    if problem := yaml_problem("config.yaml"):  # Snakemake's own message would not name the file
+        sys.exit(f"facesketch: configuration error: {problem}")
     configfile: "config.yaml"
 
 

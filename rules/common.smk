@@ -10,10 +10,15 @@ from snakemake.settings.types import DeploymentMethod
 from facesketch import STYLES
 from facesketch.config import (archive_source, finalize, run_released, run_variants, spec_json,
                                style_aware, weights_dir)
+from facesketch.errors import ConfigError
 from facesketch.models.registry import uses_depth
 from facesketch.report.plots import plot_files
 
-CFG = finalize(copy.deepcopy(config))  # raises a ConfigError naming the key before anything runs
+try:
+    CFG = finalize(copy.deepcopy(config))  # raises a ConfigError naming the key before anything runs
+except ConfigError as _e:
+    # the message names the key; Snakemake's stack frames would only point at this line
+    sys.exit(f"facesketch: configuration error: {_e}")
 
 # Rules call the `facesketch` CLI. Without --sdm conda, jobs find it beside the Python that
 # runs Snakemake (the project's virtual environment), even when that is not on PATH. Inside

@@ -1,11 +1,15 @@
 # FS2K: the archive (a local copy or a download), safe extraction, alignment and the manifest.
 
 
+# Where the original archive lies is read when the job runs, never a param: a moved archive or a
+# shell without FS2K_ARCHIVE must not invalidate the verified copy (the input of everything else).
+FS2K_SOURCE = shlex.quote(archive_source(CFG) or "")
+
+
 rule fetch_fs2k:
     output:
         f"{FS2K}/FS2K.zip",
     params:
-        source=shlex.quote(archive_source(CFG) or ""),
         gdrive=CFG["fs2k"]["gdrive_id"],
         sha=CFG["fs2k"]["sha256"] or "",
     conda:
@@ -13,7 +17,7 @@ rule fetch_fs2k:
     log:
         f"{LOGS}/fetch_fs2k.log",
     shell:
-        "facesketch fetch --out {output} --source {params.source} --gdrive-id {params.gdrive}"
+        "facesketch fetch --out {output} --source {FS2K_SOURCE} --gdrive-id {params.gdrive}"
         " --sha256 '{params.sha}' 2> {log}"
 
 
@@ -38,7 +42,7 @@ rule align_fs2k:
         aligned=directory(f"{FS2K}/aligned"),
         skipped=f"{FS2K}/skipped.csv",
     params:
-        spec=q(CFG["fs2k"]),
+        spec=q({**CFG["fs2k"], "archive": None}),  # the original's path is not part of the data
     conda:
         "../envs/data.yaml"
     log:

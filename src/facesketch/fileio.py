@@ -51,6 +51,11 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def folder_mode() -> int:
+    """The mode ``mkdir`` gives a new folder under the user's umask."""
+    return 0o777 & ~_UMASK
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from facesketch.errors import DataError, UnsafeArchiveError
-from facesketch.fileio import atomic_path, sha256_file, write_json
+from facesketch.fileio import atomic_path, folder_mode, sha256_file, write_json
 from facesketch.progress import progress
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,15 @@ MANUAL_HINT = (
 def fetch(out: Path, source: str | None, gdrive_id: str, sha256: str | None) -> Path:
     """Put the archive at ``out``: copied from ``source`` when given, else downloaded."""
     out = Path(out)
+    if out.is_file() and sha256 and sha256_file(out) == sha256:
+        # the verified copy is the input: up to date wherever the original lies now, or if it is gone
+        log.info("%s matches fs2k.sha256: kept", out)
+        return out
     if source:
         src = Path(source).expanduser()
+        if src.is_dir():
+            raise DataError(f"FS2K archive {src} (from fs2k.archive or FS2K_ARCHIVE) is a folder; give the path "
+                            "of the FS2K.zip file itself")
         if not src.is_file():
             raise DataError(f"FS2K archive not found: {src} (from fs2k.archive or FS2K_ARCHIVE)")
         with atomic_path(out) as tmp:
@@ -168,6 +175,7 @@ def extract(archive: Path, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
     try:
+        os.chmod(staging, folder_mode())  # mkdtemp makes 0700; the tree gets the user's umask like every output
         files = [e for e in entries if not e.is_dir]
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:

@@ -1,0 +1,138 @@
+"""Issue 16, one test per point: no silent wrong number, no lost data, no traceback.
+
+Kills are real signals to real processes; the read-only folder is made read-only by
+permissions, for a non-root user (as root, the command under test runs as `nobody`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from facesketch.config import load_config
+from facesketch.data import archive
+from facesketch.errors import ConfigError, DataError
+from facesketch.fileio import sha256_file
+
+from .conftest import REPO
+
+BIN = Path(sys.executable).parent
+DEMO = ["--configfile", "config.yaml", "src/facesketch/configs/demo.yaml"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# --- point 2: moving the archive destroys nothing -------------------------------------------------
+
+def _snakemake(*args, cwd, env) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "snakemake"), *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def test_moved_archive_reruns_nothing_and_keeps_the_verified_copy(repo_copy, tiny_fs2k, tmp_path):
+    overlay = tmp_path / "tiny.yaml"
+    overlay.write_text(yaml.safe_dump({"fs2k": {"sha256": sha256_file(tiny_fs2k)}}))
+    env = {k: v for k, v in os.environ.items() if k not in ("FS2K_ARCHIVE", "VIRTUAL_ENV")}
+    target = ["--", "data/demo/fs2k/raw"]
+    first = _snakemake("--cores", "1", *DEMO, str(overlay), *target, cwd=repo_copy,
+                       env=dict(env, FS2K_ARCHIVE=str(tiny_fs2k)))
+    assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
+    copy = repo_copy / "data" / "demo" / "fs2k" / "FS2K.zip"
+    before = copy.stat().st_mtime_ns
+    moved = tmp_path / "elsewhere" / "FS2K.zip"
+    moved.parent.mkdir()
+    shutil.move(tiny_fs2k, moved)
+    for where in ({}, {"FS2K_ARCHIVE": str(moved)}):  # a shell without the variable; the archive moved
+        plan = _snakemake("-n", "--cores", "1", *DEMO, str(overlay), *target, cwd=repo_copy, env=dict(env, **where))
+        out = plan.stdout + plan.stderr
+        assert plan.returncode == 0, out[-3000:]
+        assert "Nothing to be done" in out, out[-3000:]
+    again = _snakemake("--cores", "1", *DEMO, str(overlay), *target, cwd=repo_copy, env=env)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    assert copy.stat().st_mtime_ns == before  # not deleted, not copied again, no download tried
+
+
+def test_fetch_keeps_a_verified_copy_when_the_original_is_gone(tiny_fs2k, tmp_path):
+    digest = sha256_file(tiny_fs2k)
+    out = archive.fetch(tmp_path / "d" / "FS2K.zip", str(tiny_fs2k), "id", digest)
+    tiny_fs2k.unlink()
+    # no source, no download: the verified copy is up to date
+    assert archive.fetch(out, str(tiny_fs2k), "unreachable", digest) == out
+    assert archive.fetch(out, None, "unreachable", digest) == out
+    assert sha256_file(out) == digest
+
+
+# --- point 6: config edges -----------------------------------------------------------------------
+
+def _config_with(tmp_path, text: str) -> Path:
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(text)
+    return extra
+
+
+def test_number_written_as_yaml11_string_says_how_to_write_it(tmp_path):
+    extra = _config_with(tmp_path, "train_defaults:\n  optimizer:\n    lr_g: 2e-4\n")
+    with pytest.raises(ConfigError, match=r"lr_g: expected number, got str '2e-4' .*write it as 2\.0e-4"):
+        load_config([REPO / "config.yaml", extra])
+
+
+def test_decay_longer_than_training_is_refused(tmp_path):
+    extra = _config_with(tmp_path, "train_overrides:\n  schedule: {epochs: 10, decay_epochs: 25}\n")
+    with pytest.raises(ConfigError, match=r"schedule\.decay_epochs: 25 is more than epochs \(10\).*0\.38x"):
+        load_config([REPO / "config.yaml", extra])
+
+
+def test_yaml_syntax_error_names_the_file_among_three(tmp_path):
+    good = _config_with(tmp_path, "run: {variants: null}\n")
+    bad = tmp_path / "third.yaml"
+    bad.write_text("name: x\n  oops: [\n")
+    r = subprocess.run([str(BIN / "facesketch"), "validate-config", "--config", "config.yaml", "--config", str(good),
+                        "--config", str(bad)], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"facesketch: error: {bad}: not valid YAML" in r.stderr and "line 2" in r.stderr
+
+
+def test_archive_given_as_a_folder_says_so(tmp_path, tiny_fs2k):
+    extra = _config_with(tmp_path, f"fs2k: {{archive: {tmp_path}}}\n")
+    with pytest.raises(ConfigError, match=r"fs2k\.archive: .* is a folder; give the path of the FS2K\.zip"):
+        load_config([REPO / "config.yaml", extra])
+    with pytest.raises(DataError, match=r"is a folder; give the path of the FS2K\.zip file"):
+        archive.fetch(tmp_path / "out" / "FS2K.zip", str(tmp_path), "id", None)
+
+
+def test_snakemake_config_error_has_no_stack_frames(tmp_path):
+    extra = _config_with(tmp_path, "train_defaults:\n  optimizer:\n    lr_g: 2e-4\n")
+    r = _snakemake("-n", "--configfile", "config.yaml", str(extra), cwd=REPO, env=dict(os.environ))
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "lr_g: expected number, got str '2e-4'" in out
+    assert not re.search(r'^\s*File ".*", line \d+', out, re.M), out
+
+
+# --- point 8: extracted data under the user's umask ------------------------------------------------
+
+def test_extracted_tree_gets_the_users_umask(tiny_fs2k, tmp_path):
+    out = archive.extract(tiny_fs2k, tmp_path / "raw")
+    expected = 0o777 & ~_umask()
+    for folder in (out, out / "FS2K", out / "FS2K" / "photo" / "photo1"):
+        assert stat.S_IMODE(folder.stat().st_mode) == expected, folder
+    assert stat.S_IMODE((out / "extracted.json").stat().st_mode) == 0o666 & ~_umask()
+
+
+def test_snakemake_names_the_default_config_file_with_a_syntax_error(repo_copy):
+    (repo_copy / "config.yaml").write_text("name: x\n  oops: [\n")
+    r = _snakemake("-n", cwd=repo_copy, env=dict(os.environ))
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "config.yaml: not valid YAML" in out and "line 2" in out, out[-2000:]
