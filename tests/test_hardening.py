@@ -136,3 +136,27 @@ def test_snakemake_names_the_default_config_file_with_a_syntax_error(repo_copy):
     out = r.stdout + r.stderr
     assert r.returncode != 0
     assert "config.yaml: not valid YAML" in out and "line 2" in out, out[-2000:]
+
+
+# --- point 5: weights without a fingerprint are never "ok" ---------------------------------------
+
+def test_no_registry_entry_calls_an_arbitrary_file_ok(tmp_path, capsys):
+    from facesketch import cli
+    from facesketch.maps import weights
+
+    for name, w in weights.REGISTRY.items():
+        path = tmp_path / w.folder / w.filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not the real weights of " + name.encode())
+    states = {r["name"]: r["state"] for r in weights.status_rows(tmp_path)}
+    for name, w in weights.REGISTRY.items():
+        if w.has_fingerprint:
+            assert states[name].startswith("BAD"), (name, states[name])
+        else:
+            assert states[name].startswith("present, unverified: no fingerprint is published"), (name, states[name])
+    assert "ok" not in states.values()
+    rc = cli.main(["weights", "check", "dsine", "--dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0 and out.startswith("present, unverified dsine")
+    assert "no fingerprint is published for dsine.pt" in out and "\nok" not in "\n" + out
+    assert not (tmp_path / "dsine" / "dsine.pt.verified").exists()
