@@ -160,3 +160,90 @@ def test_no_registry_entry_calls_an_arbitrary_file_ok(tmp_path, capsys):
     assert rc == 0 and out.startswith("present, unverified dsine")
     assert "no fingerprint is published for dsine.pt" in out and "\nok" not in "\n" + out
     assert not (tmp_path / "dsine" / "dsine.pt.verified").exists()
+
+
+# --- point 4: checkpoint messages and the previous good checkpoint ----------------------------------
+
+from .test_train import _run, cfg, tiny, tiny_maps  # noqa: E402,F401 - fixtures shared with the training tests
+
+
+def test_unreadable_last_checkpoint_falls_back_to_the_previous_one(cfg, tiny_prepared, tiny_maps, tmp_path):  # noqa: F811
+    from facesketch.train import checkpoint as ckpt
+
+    spec = tiny(cfg["resolved"]["pix2pix"], epochs=2, decay=0)
+    spec["max_steps_per_epoch"] = 1
+    first = _run(spec, tiny_prepared, tiny_maps, tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    last, prev = tmp_path / "last.pt", tmp_path / "last.prev.pt"
+    assert ckpt.load(last)["epoch"] == 2 and ckpt.load(prev)["epoch"] == 1
+    last.write_bytes(last.read_bytes()[:1000])  # cut short, as by a full disk or a bad copy
+    again = _run(spec, tiny_prepared, tiny_maps, tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "last.pt is unreadable" in again.stderr and "Resuming from the previous checkpoint" in again.stderr
+    assert "resuming after epoch 1 of 2" in again.stderr
+    assert ckpt.load(last)["epoch"] == 2 and (tmp_path / "last.bad.pt").is_file()
+    # no previous checkpoint to fall back to: one line that says to delete it
+    prev.unlink()
+    last.write_bytes(b"garbage")
+    broken = _run(spec, tiny_prepared, tiny_maps, tmp_path)
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr
+    assert f"Delete it to train this run from scratch (rm {last})" in broken.stderr
+
+
+def test_unsafe_pickle_is_called_unsafe_never_loaded_with_weights_only_false(tmp_path):
+    import torch
+
+    from facesketch.errors import WeightsError
+    from facesketch.metrics.networks import load_lpips
+    from facesketch.train import checkpoint as ckpt
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "last.pt"
+    torch.save({"epoch": _Evil(str(marker))}, evil)
+    with pytest.raises(DataError) as e:
+        ckpt.load(evil)
+    text = str(e.value)
+    assert f"{evil} is not a safe facesketch checkpoint" in text and "do not load it" in text
+    assert "weights_only" not in text and not marker.exists()
+    w = tmp_path / "lpips" / "alexnet-owt-7be5be79.pth"
+    w.parent.mkdir()
+    torch.save({"features.0.weight": _Evil(str(marker))}, w)
+    (w.parent / (w.name + ".verified")).write_text(f"{w.stat().st_size} {w.stat().st_mtime_ns} sha256 "
+                                                     "7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02")
+    with pytest.raises(WeightsError, match="is not a safe PyTorch state dict") as e:
+        load_lpips(tmp_path)
+    assert "weights_only" not in str(e.value) and not marker.exists()
+
+
+class _Evil:
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+# --- point 7: one trainer per run folder ---------------------------------------------------------------
+
+def test_second_trainer_in_a_locked_run_folder_is_refused_by_name(tmp_path):
+    import socket
+
+    from facesketch.train.run import train
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from facesketch.runlock import run_lock\n"
+        f"with run_lock({str(tmp_path)!r}):\n    print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(DataError) as e:
+            train({"name": "x"}, tmp_path / "manifest.parquet", tmp_path, tmp_path, device="cpu")
+        text = str(e.value)
+        assert f"PID {holder.pid} on host {socket.gethostname()}" in text and "in use" in text
+    finally:
+        holder.kill()
+        holder.wait()
+    # the kernel drops the lock of a killed owner: no stale lock to clear by hand
+    with pytest.raises(DataError, match="manifest"):
+        train({"name": "x", "input": {"image": 64, "pad": 0, "crop": 64}, "batch_size": 1, "losses": {},
+               "generator": {"arch": "unet"}}, tmp_path / "manifest.parquet", tmp_path, tmp_path, device="cpu")
