@@ -6,6 +6,7 @@ permissions, for a non-root user (as root, the command under test runs as `nobod
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -247,3 +248,68 @@ def test_second_trainer_in_a_locked_run_folder_is_refused_by_name(tmp_path):
     with pytest.raises(DataError, match="manifest"):
         train({"name": "x", "input": {"image": 64, "pad": 0, "crop": 64}, "batch_size": 1, "losses": {},
                "generator": {"arch": "unet"}}, tmp_path / "manifest.parquet", tmp_path, tmp_path, device="cpu")
+
+
+# --- point 3: file-system and archive errors are one line, checked before any work ----------------------
+
+def _damaged_zip(path: Path) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("FS2K/anno_train.json", b"[" + b" " * 200 + b"]")
+    data = bytearray(path.read_bytes())
+    at = data.index(b"[") + 50
+    data[at] = ord("x")  # the stored bytes no longer match the entry's CRC-32
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_bad_crc_in_the_archive_is_one_line_naming_the_entry(tmp_path):
+    bad = _damaged_zip(tmp_path / "FS2K.zip")
+    r = subprocess.run([str(BIN / "facesketch"), "extract", str(bad), "--out", str(tmp_path / "raw")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"facesketch: error: {bad}: entry 'FS2K/anno_train.json' is damaged" in r.stderr
+    assert "delete it and fetch it again" in r.stderr
+    assert not (tmp_path / "raw").exists() and not list(tmp_path.glob(".raw.partial-*"))
+
+
+@pytest.fixture
+def readonly_dir():
+    """A folder this test's commands cannot write to: by permissions, for a non-root user. As
+    root (permissions do not stop root) the commands run as `nobody`; see ``as_user``."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="fs-ro-"))
+    os.chmod(base, 0o755)
+    ro = base / "results"
+    ro.mkdir()
+    os.chmod(ro, 0o555)
+    yield ro
+    os.chmod(ro, 0o755)
+    shutil.rmtree(base)
+
+
+def as_user(cmd: list[str]) -> list[str]:
+    """``cmd`` as a user that permissions stop: ourselves, or `nobody` when we are root."""
+    if os.geteuid() != 0:
+        return cmd
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv (util-linux): cannot drop to a user that permissions stop")
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+
+
+def test_readonly_output_folder_is_refused_before_any_work(readonly_dir):
+    from facesketch.report.tables import table_spec
+
+    spec = json.dumps(table_spec(load_config(REPO / "config.yaml"), {}))
+    r = subprocess.run(as_user([sys.executable, "-m", "facesketch", "tables", "--spec", spec, "--out",
+                                str(readonly_dir / "tables")]), capture_output=True, text=True, cwd="/")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"facesketch: error: cannot write {readonly_dir / 'tables'}: Permission denied" in r.stderr
+    # before any work: the folder is refused although the inputs do not even exist
+    r = subprocess.run(as_user([sys.executable, "-m", "facesketch", "train", "--spec", "{}", "--manifest",
+                                "/nonexistent/m.parquet", "--maps", "/nonexistent", "--out", str(readonly_dir / "run")]),
+                       capture_output=True, text=True, cwd="/")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"cannot write {readonly_dir / 'run'}" in r.stderr and "m.parquet" not in r.stderr
