@@ -309,7 +309,57 @@ def test_readonly_output_folder_is_refused_before_any_work(readonly_dir):
     assert f"facesketch: error: cannot write {readonly_dir / 'tables'}: Permission denied" in r.stderr
     # before any work: the folder is refused although the inputs do not even exist
     r = subprocess.run(as_user([sys.executable, "-m", "facesketch", "train", "--spec", "{}", "--manifest",
-                                "/nonexistent/m.parquet", "--maps", "/nonexistent", "--out", str(readonly_dir / "run")]),
+                                "/nonexistent/m.parquet", "--maps", "/nonexistent",
+                                "--out", str(readonly_dir / "run")]),
                        capture_output=True, text=True, cwd="/")
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert f"cannot write {readonly_dir / 'run'}" in r.stderr and "m.parquet" not in r.stderr
+
+
+# --- point 7: killed scoring leaves no workers behind -----------------------------------------------
+
+_SCORER = """
+import sys
+from facesketch.metrics.evaluate import Job, cpu_metrics
+a, b = sys.argv[1], sys.argv[2]
+jobs = [Job(i, a, "aligned", "aligned", b, b, 96, 96, 0, 0, 96) for i in range(4000)]
+print("scoring", flush=True)
+cpu_metrics(jobs, ("SCOOT", "SSIM", "MS-SSIM", "FSIM"), workers=2)
+"""
+
+
+def test_killed_scorer_takes_its_workers_with_it(tmp_path):
+    import signal
+    import time
+
+    import numpy as np
+    import psutil
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png"):
+        Image.fromarray(rng.integers(0, 256, (96, 96), dtype=np.uint8)).save(tmp_path / name)
+    parent = subprocess.Popen([sys.executable, "-c", _SCORER, str(tmp_path / "a.png"), str(tmp_path / "b.png")],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    workers: list[psutil.Process] = []
+    try:
+        assert parent.stdout.readline().strip() == "scoring"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # the pool's workers (spawned, plus the resource tracker)
+            workers = [c for c in psutil.Process(parent.pid).children()
+                       if "resource_tracker" not in " ".join(c.cmdline())]
+            if len(workers) >= 2:
+                break
+            time.sleep(0.2)
+        assert len(workers) >= 2, "no workers started"
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        gone, alive = psutil.wait_procs(workers, timeout=15)
+        assert not alive, f"orphaned workers still running: {[p.pid for p in alive]}"
+    finally:
+        parent.kill()
+        for w in workers:  # only the processes this test started
+            try:
+                w.kill()
+            except psutil.NoSuchProcess:
+                pass

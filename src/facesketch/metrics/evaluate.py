@@ -112,7 +112,10 @@ def cpu_metrics(jobs: list[Job], names: tuple[str, ...], workers: int | None = N
     import multiprocessing as mp
 
     results = []
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+    from facesketch.workers import die_with_parent
+
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(_cpu_chunk, c, names) for c in chunks]
         for f in progress(futures, desc=f"metrics ({workers} processes)", unit="chunk"):
             results += f.result()
