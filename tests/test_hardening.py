@@ -363,3 +363,129 @@ def test_killed_scorer_takes_its_workers_with_it(tmp_path):
                 w.kill()
             except psutil.NoSuchProcess:
                 pass
+
+
+# --- point 1: evaluation refuses, converts or names what it would score wrongly ---------------------------
+
+def _results_like_the_ground_truth(tiny_prepared, folder: Path):
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    manifest = pd.read_parquet(tiny_prepared / "manifest.parquet")
+    test = manifest[manifest.split == "test"].reset_index(drop=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    for r in test.itertuples():
+        Image.fromarray(np.asarray(Image.open(tiny_prepared / r.sketch).convert("L"))).save(folder / f"{r.id}.png")
+    return test
+
+
+def test_sixteen_bit_result_is_converted_not_clipped_to_white(tiny_prepared, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from facesketch.metrics.evaluate import evaluate_folder
+    from facesketch.metrics.inputs import issues_path
+
+    test = _results_like_the_ground_truth(tiny_prepared, tmp_path / "res")
+    victim = tmp_path / "res" / f"{test.id[0]}.png"
+    grey = np.asarray(Image.open(victim)).astype(np.uint16)
+    Image.fromarray(grey * 257).save(victim)  # the same picture at 16 bits (65535 = white)
+    assert Image.open(victim).mode.startswith("I;16")
+    df = evaluate_folder(tmp_path / "res", tiny_prepared / "manifest.parquet", tmp_path / "o.parquet",
+                         {"names": ["SSIM"], "framing": "aligned"}, tmp_path, framing="aligned", device="cpu")
+    # an exact copy of the ground truth scores SSIM 1, whatever its bit depth
+    assert df[df.image_id == test.id[0]].value.iloc[0] == pytest.approx(1.0)
+    issues = __import__("pandas").read_parquet(issues_path(tmp_path / "o.parquet"))
+    assert list(issues[issues.issue == "converted"].file) == [str(victim)]
+
+
+def test_float_result_is_refused_by_name(tiny_prepared, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from facesketch.metrics.evaluate import evaluate_folder
+
+    test = _results_like_the_ground_truth(tiny_prepared, tmp_path / "res")
+    victim = tmp_path / "res" / f"{test.id[1]}.tif"
+    (tmp_path / "res" / f"{test.id[1]}.png").unlink()
+    Image.fromarray(np.full((64, 64), 0.5, np.float32)).save(victim)
+    df = evaluate_folder(tmp_path / "res", tiny_prepared / "manifest.parquet", tmp_path / "o.parquet",
+                         {"names": ["SSIM"], "framing": "aligned"}, tmp_path, framing="aligned", device="cpu")
+    row = df[df.image_id == test.id[1]].iloc[0]
+    assert np.isnan(row.value) and str(victim) in row.reason and "mode F" in row.reason
+
+
+def test_misframed_result_is_a_named_warning_or_an_error(tiny_prepared, tmp_path, caplog):
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from facesketch.metrics.evaluate import evaluate_folder
+    from facesketch.metrics.inputs import issues_path
+
+    test = _results_like_the_ground_truth(tiny_prepared, tmp_path / "res")
+    stretched = tmp_path / "res" / f"{test.id[2]}.png"
+    Image.fromarray(np.full((48, 64), 200, np.uint8)).save(stretched)  # 64x48: not the square aligned crop
+    smaller = tmp_path / "res" / f"{test.id[3]}.png"
+    Image.fromarray(np.full((32, 32), 200, np.uint8)).save(smaller)  # square, but not the ground truth's 64x64
+    args = (tmp_path / "res", tiny_prepared / "manifest.parquet", tmp_path / "o.parquet")
+    with caplog.at_level("WARNING"):
+        evaluate_folder(*args, {"names": ["SSIM"], "framing": "aligned"}, tmp_path, framing="aligned", device="cpu")
+    assert "results with the wrong aspect ratio" in caplog.text and stretched.name in caplog.text
+    assert "results of another size" in caplog.text and smaller.name in caplog.text
+    issues = pd.read_parquet(issues_path(tmp_path / "o.parquet")).set_index("file")
+    assert issues.loc[str(stretched), "issue"] == "aspect" and issues.loc[str(smaller), "issue"] == "size"
+    with pytest.raises(DataError, match=rf"do not match the protocol's framing: {re.escape(str(stretched))}"):
+        evaluate_folder(*args, {"names": ["SSIM"], "framing": "aligned", "framing_mismatch": "error"}, tmp_path,
+                        framing="aligned", device="cpu")
+
+
+def test_missing_and_ignored_results_are_named(tiny_prepared, tmp_path, caplog):
+    import pandas as pd
+
+    from facesketch.metrics.evaluate import score_variant
+    from facesketch.metrics.inputs import issues_path
+
+    manifest = pd.read_parquet(tiny_prepared / "manifest.parquet")
+    dirs = []
+    for style in ("Style1", "Style2", "Style3"):
+        d = tmp_path / "samples" / "v" / "0" / style
+        dirs.append(d)
+        part = manifest[(manifest.split == "test") & (manifest["style"] == int(style[-1]) - 1)]
+        _results_like_the_ground_truth(tiny_prepared, d)
+        for other in manifest[manifest.split == "test"].id:  # keep only this style's results
+            if other not in set(part.id):
+                (d / f"{other}.png").unlink()
+    missing = sorted((tmp_path / "samples" / "v" / "0" / "Style1").glob("*.png"))[0]
+    missing.unlink()
+    train_id = manifest[manifest.split == "train"].id.iloc[0]
+    stray = tmp_path / "samples" / "v" / "0" / "Style2" / f"{train_id}.png"
+    shutil.copy(sorted(dirs[1].glob("*.png"))[0], stray)
+    spec = {"variant": "v", "metrics": {"names": ["SSIM"], "framing": "aligned"}}
+    with caplog.at_level("WARNING"):
+        score_variant(spec, tiny_prepared / "manifest.parquet", dirs, tmp_path / "v.parquet", tmp_path, device="cpu")
+    issues = pd.read_parquet(issues_path(tmp_path / "v.parquet"))
+    assert issues[issues.issue == "missing"].image_id.tolist() == [missing.stem]
+    assert issues[issues.issue == "ignored"].file.tolist() == [str(stray)]
+    assert missing.stem in caplog.text and stray.name in caplog.text
+
+
+def test_table_cells_say_how_many_images_they_average():
+    import numpy as np
+    import pandas as pd
+
+    from facesketch.report.tables import build_long, to_markdown
+
+    values = np.linspace(0.2, 0.3, 33)
+    rows = [{"variant": "v", "seed": 0, "style_asked": "Style1", "style_gt": "Style1", "image_id": f"i{k}",
+             "metric": "SSIM", "value": (np.nan if k in (4, 9) else values[k]), "scope": "image", "n_images": 1,
+             "reason": ("no result image" if k in (4, 9) else ""), "n_expected": 1} for k in range(33)]
+    spec = {"name": "t", "metrics": {"framing": "aligned"}, "run_variants": ["v"], "released": {},
+            "tables": {"t": {"title": "T", "metrics": ["SSIM"], "rows": [{"label": "ours", "variant": "v"}]}}}
+    long = build_long(spec, pd.DataFrame(rows))
+    mean = float(np.mean([values[k] for k in range(33) if k not in (4, 9)]))  # the 31 finite values
+    text = to_markdown(spec, "t", long)
+    assert f"| ours | **{mean:.3f}** (31/33) |" in text  # ranked first of one: bold
+    full = build_long(spec, pd.DataFrame([dict(r, value=0.25, reason="") for r in rows]))
+    assert "| ours | **0.250** |" in to_markdown(spec, "t", full)  # every image averaged: no count shown
