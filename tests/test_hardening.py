@@ -489,3 +489,25 @@ def test_table_cells_say_how_many_images_they_average():
     assert f"| ours | **{mean:.3f}** (31/33) |" in text  # ranked first of one: bold
     full = build_long(spec, pd.DataFrame([dict(r, value=0.25, reason="") for r in rows]))
     assert "| ours | **0.250** |" in to_markdown(spec, "t", full)  # every image averaged: no count shown
+
+
+def test_full_output_folder_is_one_line_naming_the_file(tmp_path):
+    """A really full file system: a 16 KiB tmpfs in a private mount namespace (root, or a user namespace)."""
+    from facesketch.report.tables import table_spec
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux) for a private tmpfs")
+    full = tmp_path / "full"
+    full.mkdir()
+    probe = subprocess.run(["unshare", "-r", "-m", "sh", "-c", f"mount -t tmpfs -o size=16k tmpfs {full}"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a private tmpfs here: {probe.stderr.strip()}")
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(table_spec(load_config(REPO / "config.yaml"), {})))
+    cmd = (f"mount -t tmpfs -o size=16k tmpfs {full} && exec {sys.executable} -m facesketch tables "
+           f"--spec @{spec} --out {full}/tables")
+    r = subprocess.run(["unshare", "-r", "-m", "sh", "-c", cmd], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert re.search(rf"facesketch: error: cannot write {re.escape(str(full))}/\S+: No space left on device "
+                     r"\(free some space, then rerun\)", r.stderr), r.stderr[-3000:]

@@ -35,7 +35,7 @@ def load_metrics(files: list[Path]) -> pd.DataFrame:
     frames = [pd.read_parquet(f) for f in files if Path(f).is_file()]
     if not frames:
         return pd.DataFrame(columns=["variant", "seed", "style_asked", "style_gt", "image_id", "metric", "value",
-                                     "scope", "n_images", "reason"])
+                                     "scope", "n_images", "reason", "n_expected"]).astype({"value": float})
     return pd.concat(frames, ignore_index=True)
 
 
