@@ -23,7 +23,7 @@ rule fetch_fs2k:
 
 rule extract_fs2k:
     input:
-        f"{FS2K}/FS2K.zip",
+        ancient(f"{FS2K}/FS2K.zip"),  # verified by checksum: a fresh copy of the same archive reruns nothing
     output:
         directory(f"{FS2K}/raw"),
     conda:

@@ -62,6 +62,10 @@ def test_moved_archive_reruns_nothing_and_keeps_the_verified_copy(repo_copy, tin
     again = _snakemake("--cores", "1", *DEMO, str(overlay), *target, cwd=repo_copy, env=env)
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
     assert copy.stat().st_mtime_ns == before  # not deleted, not copied again, no download tried
+    # a fresh copy of the same verified archive (a newer mtime) does not invalidate the extraction
+    os.utime(copy, ns=(before + 10**12, before + 10**12))
+    plan = _snakemake("-n", "--cores", "1", *DEMO, str(overlay), *target, cwd=repo_copy, env=env)
+    assert "Nothing to be done" in plan.stdout + plan.stderr, (plan.stdout + plan.stderr)[-3000:]
 
 
 def test_fetch_keeps_a_verified_copy_when_the_original_is_gone(tiny_fs2k, tmp_path):

@@ -35,4 +35,4 @@ def safe_load(path: Path, error: type[FacesketchError], what: str, map_location=
             raise error(f"{path} is not a safe {what}: it holds {refused}, which would run code when loaded; "
                         "do not load it (delete it, or replace it with a file from the official source)") from None
         detail = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise error(f"{path}: not a readable {what} ({detail}); truncated or not the right file") from e
+        raise error(f"{path}: cannot load as a {what} ({detail}); truncated or not the right file") from e
