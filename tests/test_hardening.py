@@ -41,6 +41,7 @@ def _snakemake(*args, cwd, env) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "snakemake"), *args], cwd=cwd, env=env, capture_output=True, text=True)
 
 
+@pytest.mark.slow  # real Snakemake / training runs in subprocesses (a minute or two on CI)
 def test_moved_archive_reruns_nothing_and_keeps_the_verified_copy(repo_copy, tiny_fs2k, tmp_path):
     overlay = tmp_path / "tiny.yaml"
     overlay.write_text(yaml.safe_dump({"fs2k": {"sha256": sha256_file(tiny_fs2k)}}))
@@ -172,6 +173,7 @@ def test_no_registry_entry_calls_an_arbitrary_file_ok(tmp_path, capsys):
 from .test_train import _run, cfg, tiny, tiny_maps  # noqa: E402,F401 - fixtures shared with the training tests
 
 
+@pytest.mark.slow  # real Snakemake / training runs in subprocesses (a minute or two on CI)
 def test_unreadable_last_checkpoint_falls_back_to_the_previous_one(cfg, tiny_prepared, tiny_maps, tmp_path):  # noqa: F811
     from facesketch.train import checkpoint as ckpt
 
