@@ -9,6 +9,8 @@
 # Rules only name files and call the `facesketch` CLI; the configuration is validated against
 # schemas/config.schema.yaml before any rule is planned.
 
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -24,7 +26,10 @@ report: "rules/report/workflow.rst"
 
 
 if not workflow.config_settings.configfiles:
+    from facesketch.config import yaml_problem
 
+    if problem := yaml_problem("config.yaml"):  # Snakemake's own message would not name the file
+        sys.exit(f"facesketch: configuration error: {problem}")
     configfile: "config.yaml"
 
 

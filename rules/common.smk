@@ -1,12 +1,15 @@
 # Shared by every rules file: the validated config, paths, and input functions.
 import copy
+import os
 import shlex
+import sys
 from pathlib import Path
 
 from snakemake.settings.types import DeploymentMethod
 
 from facesketch import STYLES
 from facesketch.config import archive_source, finalize, run_released, run_variants, spec_json, style_aware, weights_dir
+from facesketch.errors import ConfigError
 from facesketch.models.registry import uses_depth
 from facesketch.models.released_hida import pretrained_missing
 from facesketch.report.plots import plot_files, plot_spec
@@ -19,7 +22,11 @@ from facesketch.workflow import (
     put_interpreter_on_path,
 )
 
-CFG = finalize(copy.deepcopy(config))  # raises a ConfigError naming the key before anything runs
+try:
+    CFG = finalize(copy.deepcopy(config))  # raises a ConfigError naming the key before anything runs
+except ConfigError as _e:
+    # the message names the key; Snakemake's stack frames would only point at this line
+    sys.exit(f"facesketch: configuration error: {_e}")
 
 # Rules call the `facesketch` CLI. Without --sdm conda, jobs find it beside the Python that
 # runs Snakemake (the project's virtual environment), even when that is not on PATH. Inside

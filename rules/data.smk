@@ -1,5 +1,10 @@
 # FS2K: the archive (a local copy or a download), safe extraction, alignment and the manifest.
 
+# Where the original archive lies is read when the job runs, from the environment, never a param:
+# a moved archive or a shell without FS2K_ARCHIVE must not invalidate the verified copy (the input
+# of everything else). `facesketch fetch` keeps an existing copy whose checksum matches.
+os.environ["FACESKETCH_FS2K_SOURCE"] = archive_source(CFG) or ""
+
 
 rule fetch_fs2k:
     output:
@@ -9,17 +14,16 @@ rule fetch_fs2k:
     conda:
         "../envs/data.yaml"
     params:
-        source=shlex.quote(archive_source(CFG) or ""),
         gdrive=CFG["fs2k"]["gdrive_id"],
         sha=CFG["fs2k"]["sha256"] or "",
     shell:
-        "facesketch fetch --out {output} --source {params.source} --gdrive-id {params.gdrive}"
+        "facesketch fetch --out {output} --source \"${{FACESKETCH_FS2K_SOURCE:-}}\" --gdrive-id {params.gdrive}"
         " --sha256 '{params.sha}' 2> {log}"
 
 
 rule extract_fs2k:
     input:
-        f"{FS2K}/FS2K.zip",
+        ancient(f"{FS2K}/FS2K.zip"),  # verified by checksum: a fresh copy of the same archive reruns nothing
     output:
         directory(f"{FS2K}/raw"),
     log:
@@ -45,7 +49,7 @@ rule align_fs2k:
         "../envs/data.yaml"
     threads: workflow.cores
     params:
-        spec=q(CFG["fs2k"]),
+        spec=q({**CFG["fs2k"], "archive": None}),  # the original's path is not part of the data
         out=lambda w, output: parent(output.manifest),
         code=code_fingerprint("facesketch.data.fs2k"),
     shell:

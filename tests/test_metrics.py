@@ -282,7 +282,7 @@ def test_score_variant_with_a_corrupt_and_a_missing_image(tiny_prepared, tmp_pat
     fid = df[df.metric == "FID"]
     assert set(fid.style_gt) == {"Style1", "Style2", "Style3", "all"} and fid.value.isna().all()
     assert list(df.columns) == ["variant", "seed", "style_asked", "style_gt", "image_id", "metric", "value",
-                                "scope", "n_images", "reason"]
+                                "scope", "n_images", "reason", "n_expected"]
 
 
 def test_missing_weights_stop_the_run_unless_allowed(tiny_prepared, tmp_path):

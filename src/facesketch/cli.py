@@ -396,14 +396,37 @@ def _finish_options(parser: argparse.ArgumentParser, sub) -> None:
                 action.help = COMMON_HELP.get(key)
 
 
+# Where each command writes: checked writable before it computes anything (folder, or a file's folder).
+_OUT_FOLDERS = {"align": ("out",), "maps": ("out",), "train": ("out",), "infer": ("out",), "tables": ("out",),
+                "plots": ("out",)}
+_OUT_FILES = {"fetch": ("out",), "extract": ("out",), "contact-sheet": ("out",), "score": ("out",),
+              "evaluate": ("out",), "train": ("done",), "tables": ("out", "metrics_json", "plots_csv")}
+
+
+def _check_outputs(args) -> None:
+    from facesketch.fileio import check_writable
+
+    folders = [Path(getattr(args, a)) for a in _OUT_FOLDERS.get(args.command, ()) if getattr(args, a, None)]
+    folders += [Path(getattr(args, a)).parent for a in _OUT_FILES.get(args.command, ()) if getattr(args, a, None)]
+    for folder in dict.fromkeys(folders):
+        check_writable(folder)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     try:
+        _check_outputs(args)
         return args.func(args) or 0
     except FacesketchError as e:
         log.error("%s", e)
         print(f"facesketch: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the file system's errors are the user's to fix: one line naming the file
+        where = e.filename or "a file"
+        log.error("%s: %s", where, e.strerror or e)
+        print(f"facesketch: error: {where}: {e.strerror or e} (check the path, its permissions and free space)",
+              file=sys.stderr)
         return 2
 
 

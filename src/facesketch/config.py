@@ -62,6 +62,15 @@ def load_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
+def yaml_problem(path: str | os.PathLike) -> str | None:
+    """The one-line reason ``path`` is not a usable config file (naming it), or None."""
+    try:
+        load_yaml(path)
+    except ConfigError as e:
+        return str(e)
+    return None
+
+
 # --- validation ---------------------------------------------------------------------------
 
 def _with_defaults(validator_class):
@@ -99,7 +108,8 @@ def _describe(error: jsonschema.ValidationError, prefix: str) -> str:
         options = ", ".join(repr(o) for o in error.validator_value)
         return f"{where}: {error.instance!r} is not one of {options}"
     if error.validator == "type":
-        return f"{where}: expected {error.validator_value}, got {type(error.instance).__name__} {error.instance!r}"
+        return (f"{where}: expected {error.validator_value}, got {type(error.instance).__name__} {error.instance!r}"
+                + _number_hint(error))
     if error.validator == "required":
         return f"{where}: {error.message}"
     if error.validator == "propertyNames" or "propertyNames" in error.schema_path:
@@ -108,6 +118,21 @@ def _describe(error: jsonschema.ValidationError, prefix: str) -> str:
         best = jsonschema.exceptions.best_match(error.context)
         return _describe(best, prefix) if best is not None else f"{where}: {error.message}"
     return f"{where}: {error.message}"
+
+
+def _number_hint(error: jsonschema.ValidationError) -> str:
+    """YAML 1.1 reads 2e-4 (no dot, no exponent sign) as a string: say how to write the number."""
+    wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+    if not isinstance(error.instance, str) or not {"number", "integer"} & set(wanted):
+        return ""
+    try:
+        value = float(error.instance)
+    except ValueError:
+        return ""
+    mantissa, _, exponent = f"{value:e}".partition("e")
+    written = f"{float(mantissa):.1f}".rstrip("0").rstrip(".")
+    written = written + ".0" if "." not in written else written
+    return f" (YAML reads {error.instance} as text: write it as {written}e{int(exponent)})"
 
 
 def validate(cfg: dict, subschema: str | None = None, prefix: str = "") -> dict:
@@ -165,7 +190,19 @@ def resolve_variant(cfg: dict, name: str) -> dict:
     body = {k: v for k, v in spec.items() if k != "name"}
     validate(body, "variant_complete", prefix=f"variants.{name}")
     spec.update(body)
+    _check_schedule(spec, f"variants.{name}")
     return spec
+
+
+def _check_schedule(spec: dict, where: str) -> None:
+    """decay_epochs counts the last epochs of the run; more than epochs would start below the set rate."""
+    schedule = spec.get("schedule", {})
+    epochs, decay = schedule.get("epochs"), schedule.get("decay_epochs", 0)
+    if epochs is not None and decay > epochs:
+        from facesketch.train.schedule import lr_factor
+
+        raise ConfigError(f"{where}.schedule.decay_epochs: {decay} is more than epochs ({epochs}): training would "
+                          f"start at {lr_factor(0, epochs, decay):.2f}x the learning rate; use at most {epochs}")
 
 
 # --- whole config -------------------------------------------------------------------------
@@ -203,9 +240,16 @@ def _check_figures(cfg: dict) -> None:
             figures[key] = table
 
 
+def _check_archive(cfg: dict) -> None:
+    archive = cfg.get("fs2k", {}).get("archive")
+    if archive and Path(archive).expanduser().is_dir():
+        raise ConfigError(f"fs2k.archive: {archive} is a folder; give the path of the FS2K.zip file itself")
+
+
 def finalize(cfg: dict) -> dict:
     """Validate a raw config dict (in place), resolve every variant, check cross-references."""
     validate(cfg)
+    _check_archive(cfg)
     _check_references(cfg)
     _check_figures(cfg)
     cfg["resolved"] = {name: resolve_variant(cfg, name) for name in cfg["variants"]}

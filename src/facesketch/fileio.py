@@ -7,6 +7,7 @@ renamed when complete, so a killed job never leaves a file that looks finished.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -18,6 +19,32 @@ from PIL import Image, UnidentifiedImageError
 
 from facesketch.errors import DataError
 
+_FS_HINTS = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space (quota)",
+             errno.EROFS: "the file system is read-only: choose another folder",
+             errno.EACCES: "make it writable or choose another folder",
+             errno.EPERM: "make it writable or choose another folder"}
+
+
+def write_error(path: str | os.PathLike, e: OSError) -> DataError:
+    """A file-system error while writing ``path`` as the project's one-line error."""
+    hint = _FS_HINTS.get(e.errno, "check the folder and the disk")
+    return DataError(f"cannot write {path}: {e.strerror or e} ({hint}, then rerun)")
+
+
+def check_writable(folder: str | os.PathLike) -> None:
+    """Before any work: create ``folder`` if needed and prove a file can be written in it.
+
+    A real write, not ``os.access``: that answers yes for root on a read-only mount.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise write_error(folder, e) from None
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
@@ -26,15 +53,23 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     The temporary name keeps the final suffix (some writers choose the format by it).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix if suffix is None else suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    except OSError as e:
+        raise write_error(path, e) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual mode
         os.replace(tmp_path, path)
+    except OSError as e:
+        tmp_path.unlink(missing_ok=True)
+        if e.errno in _FS_HINTS:  # full disk, read-only or forbidden folder: the file and what to do
+            raise write_error(path, e) from None
+        raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
@@ -49,6 +84,11 @@ def _read_umask() -> int:
 # Read once at import: os.umask can only be read by setting it, and setting it while worker
 # threads write (alignment, maps) would briefly give their new folders mode 0777.
 _UMASK = _read_umask()
+
+
+def folder_mode() -> int:
+    """The mode ``mkdir`` gives a new folder under the user's umask."""
+    return 0o777 & ~_UMASK
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -16,11 +16,12 @@ import stat
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from facesketch.errors import DataError, UnsafeArchiveError
-from facesketch.fileio import atomic_path, sha256_file, write_json
+from facesketch.fileio import atomic_path, folder_mode, sha256_file, write_json
 from facesketch.progress import progress
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,15 @@ MANUAL_HINT = (
 def fetch(out: Path, source: str | None, gdrive_id: str, sha256: str | None) -> Path:
     """Put the archive at ``out``: copied from ``source`` when given, else downloaded."""
     out = Path(out)
+    if out.is_file() and sha256 and sha256_file(out) == sha256:
+        # the verified copy is the input: up to date wherever the original lies now, or if it is gone
+        log.info("%s matches fs2k.sha256: kept", out)
+        return out
     if source:
         src = Path(source).expanduser()
+        if src.is_dir():
+            raise DataError(f"FS2K archive {src} (from fs2k.archive or FS2K_ARCHIVE) is a folder; give the path "
+                            "of the FS2K.zip file itself")
         if not src.is_file():
             raise DataError(f"FS2K archive not found: {src} (from fs2k.archive or FS2K_ARCHIVE)")
         with atomic_path(out) as tmp:
@@ -127,14 +135,19 @@ def _tar_entries(tf: tarfile.TarFile, archive: Path) -> list[Entry]:
 def list_safe_entries(archive: Path) -> list[Entry]:
     """Every entry of the archive, checked; raises UnsafeArchiveError on the first bad one."""
     archive = Path(archive)
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            entries = _zip_entries(zf, archive)
-    elif tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as tf:
-            entries = _tar_entries(tf, archive)
-    else:
-        raise DataError(f"{archive} is neither a zip nor a tar archive")
+    if archive.is_dir():
+        raise DataError(f"{archive} is a folder; give the path of the FS2K.zip file itself")
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                entries = _zip_entries(zf, archive)
+        elif tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as tf:
+                entries = _tar_entries(tf, archive)
+        else:
+            raise DataError(f"{archive} is neither a zip nor a tar archive")
+    except _DAMAGED as e:
+        raise DataError(f"{archive}: the archive's index is damaged ({e}); delete it and fetch it again") from None
     total = sum(e.size for e in entries)
     if total > MAX_TOTAL_BYTES:
         raise UnsafeArchiveError(f"{archive} would unpack to {total / 2**30:.1f} GiB, over the "
@@ -149,28 +162,9 @@ def extract(archive: Path, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
     try:
-        files = [e for e in entries if not e.is_dir]
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                by_name = {_check_name(i.filename, archive): i for i in zf.infolist()}
-                for e in progress(files, desc="extract", unit="file"):
-                    target = staging / e.name
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(by_name[e.name]) as src, open(target, "wb") as out:
-                        shutil.copyfileobj(src, out, 1 << 20)
-        else:
-            with tarfile.open(archive) as tf:
-                by_name = {_check_name(m.name, archive): m for m in tf.getmembers()}
-                for e in progress(files, desc="extract", unit="file"):
-                    target = staging / e.name
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    src = tf.extractfile(by_name[e.name])
-                    with src, open(target, "wb") as out:
-                        shutil.copyfileobj(src, out, 1 << 20)
-        for e in entries:
-            if e.is_dir:
-                (staging / e.name).mkdir(parents=True, exist_ok=True)
-        write_json(staging / "extracted.json", {"archive": str(archive), "files": len(files)})
+        os.chmod(staging, folder_mode())  # mkdtemp makes 0700; the tree gets the user's umask like every output
+        _extract_into(archive, entries, staging)
+        write_json(staging / "extracted.json", {"archive": str(archive), "files": sum(not e.is_dir for e in entries)})
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(staging, dest)
@@ -179,3 +173,41 @@ def extract(archive: Path, dest: Path) -> Path:
         raise
     log.info("extracted %d files from %s into %s", len(entries), archive, dest)
     return dest
+
+
+_DAMAGED = (zipfile.BadZipFile, zlib.error, EOFError, tarfile.TarError)
+
+
+def _damaged(archive: Path, member: str, e: Exception) -> DataError:
+    return DataError(f"{archive}: entry {member!r} is damaged ({e}); the archive is corrupt or cut short: "
+                     "delete it and fetch it again")
+
+
+def _extract_into(archive: Path, entries: list[Entry], staging: Path) -> None:
+    files = [e for e in entries if not e.is_dir]
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            by_name = {_check_name(i.filename, archive): i for i in zf.infolist()}
+            for e in progress(files, desc="extract", unit="file"):
+                target = staging / e.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    with zf.open(by_name[e.name]) as src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                except _DAMAGED as err:
+                    raise _damaged(archive, e.name, err) from None
+    else:
+        with tarfile.open(archive) as tf:
+            by_name = {_check_name(m.name, archive): m for m in tf.getmembers()}
+            for e in progress(files, desc="extract", unit="file"):
+                target = staging / e.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    src = tf.extractfile(by_name[e.name])
+                    with src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                except _DAMAGED as err:
+                    raise _damaged(archive, e.name, err) from None
+    for e in entries:
+        if e.is_dir:
+            (staging / e.name).mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facesketch.errors import WeightsError
+from facesketch.torchio import safe_load
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -235,10 +236,7 @@ def intrinsics_from_fov(h: int, w: int, fov_deg: float = 60.0, batch: int = 1, d
 
 
 def load_checkpoint(path: Path) -> DSINE:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise WeightsError(f"{path}: cannot load as a PyTorch checkpoint ({e})") from e
+    ckpt = safe_load(path, WeightsError, "PyTorch checkpoint")
     state = ckpt.get("model") if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: expected {{'model': state_dict}} as DSINE saves it")

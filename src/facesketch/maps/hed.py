@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facesketch.errors import WeightsError
+from facesketch.torchio import safe_load
 
 MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
 _STAGES = [(3, 64, 2), (64, 128, 2), (128, 256, 3), (256, 512, 3), (512, 512, 3)]
@@ -75,10 +76,7 @@ def _official_keys(prefix: str) -> dict[str, str]:
 
 
 def load_official(path: Path) -> HED:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise WeightsError(f"{path}: cannot load as a PyTorch state dict ({e})") from e
+    state = safe_load(path, WeightsError, "PyTorch state dict")
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: expected a state dict, got {type(state).__name__}")
     prefix = "module" if any(k.startswith("moduleVgg") for k in state) else "net"

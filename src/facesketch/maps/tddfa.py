@@ -24,6 +24,7 @@ from torch import nn
 from facesketch.errors import WeightsError
 from facesketch.maps import safe_pickle
 from facesketch.maps.weights import require
+from facesketch.torchio import safe_load
 
 INPUT = 120
 N_PARAMS = 62
@@ -77,10 +78,7 @@ class MobileNetV1(nn.Module):
 
 def load_regressor(path: Path, widen: float = 1.0) -> MobileNetV1:
     """The official checkpoint: {'state_dict': {'module.conv1.weight': ..., 'module.fc_param.*'}}."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
-        raise WeightsError(f"{path}: cannot load as a PyTorch checkpoint ({e})") from e
+    ckpt = safe_load(path, WeightsError, "PyTorch checkpoint")
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: expected a dict with 'state_dict', got {type(ckpt).__name__}")

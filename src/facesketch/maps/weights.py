@@ -44,6 +44,10 @@ class WeightFile:
     manual: str = ""
     extra: dict = field(default_factory=dict)
 
+    @property
+    def has_fingerprint(self) -> bool:
+        return bool(self.sha256 or self.git_blob or self.sha256_prefix)
+
     def fingerprint(self) -> str:
         if self.sha256:
             return f"sha256 {self.sha256}"
@@ -184,18 +188,33 @@ def _stamp(path: Path) -> Path:
     return path.with_name(path.name + ".verified")
 
 
-def verify(name: str, path: Path) -> None:
-    """Raise WeightsError if ``path`` does not carry the registered fingerprint.
+UNVERIFIED = "present, unverified"
+
+
+def unverified_reason(name: str) -> str:
+    w = entry(name)
+    return (f"no fingerprint is published for {w.filename}, so its content cannot be checked here; "
+            "its keys and shapes are checked when it is loaded")
+
+
+def verify(name: str, path: Path) -> bool:
+    """Raise WeightsError if ``path`` does not carry the registered fingerprint; False when the
+    entry has none to check against (the caller must not call the file verified).
 
     A successful check leaves ``<file>.verified`` with the size and mtime it applied to, so a
     large file is hashed once, not on every load.
     """
     w = entry(name)
     st = path.stat()
+    if not w.has_fingerprint:
+        if w.size is not None and st.st_size != w.size:
+            raise WeightsError(f"{path}: {st.st_size} bytes, expected {w.size} for '{name}' "
+                               "(truncated or a different file)")
+        return False
     token = f"{st.st_size} {st.st_mtime_ns} {w.fingerprint()}"
     stamp = _stamp(path)
     if stamp.exists() and stamp.read_text() == token:
-        return
+        return True
     if w.size is not None and st.st_size != w.size:
         raise WeightsError(f"{path}: {st.st_size} bytes, expected {w.size} for '{name}' "
                            "(truncated or a different file)")
@@ -211,6 +230,7 @@ def verify(name: str, path: Path) -> None:
         stamp.write_text(token)
     except OSError:  # read-only site-packages: verification simply repeats next time
         pass
+    return True
 
 
 def require(name: str, weights_dir: Path) -> Path:
@@ -218,7 +238,8 @@ def require(name: str, weights_dir: Path) -> Path:
     path = location(name, weights_dir)
     if not path.is_file():
         raise WeightsError(instructions(name, weights_dir))
-    verify(name, path)
+    if not verify(name, path):
+        log.info("%s (%s): %s: %s", name, path, UNVERIFIED, unverified_reason(name))
     return path
 
 
@@ -246,9 +267,12 @@ def fetch(name: str, weights_dir: Path) -> Path:
                 return target
             with atomic_path(target) as tmp:
                 fetch_url(url, tmp)
-                verify(name, tmp)  # checked before the rename
+                verified = verify(name, tmp)  # checked before the rename
             # the rename keeps size and mtime, so the stamp of the check applies to the target
-            os.replace(_stamp(tmp), _stamp(target))
+            if verified:
+                os.replace(_stamp(tmp), _stamp(target))
+            else:
+                log.warning("%s: %s: %s", name, UNVERIFIED, unverified_reason(name))
             return target
         except (OSError, ValueError, WeightsError) as e:  # pooch: ValueError = wrong hash
             errors.append(f"{url}: {e}")
@@ -262,8 +286,7 @@ def status_rows(weights_dir: Path) -> list[dict]:
         state = "missing"
         if path.is_file():
             try:
-                verify(name, path)
-                state = "ok"
+                state = "ok" if verify(name, path) else f"{UNVERIFIED}: {unverified_reason(name)}"
             except WeightsError as e:
                 state = f"BAD: {e}"
         rows.append({"name": name, "file": str(path), "state": state, "used for": w.used_for,
@@ -334,12 +357,13 @@ def main(args) -> int:
         return 1 if failed else 0
     rows = [r for r in status_rows(wdir) if r["name"] in names]
     for r in rows:
-        word = "BAD" if r["state"].startswith("BAD") else r["state"]
+        word = r["state"].split(":")[0]
         print(f"{word:8s} {r['name']:18s} {r['file']}")
         if args.action == "list":
             print(f"      {r['used for']}; {r['fingerprint']}; {r['licence']}\n      from {r['source']}")
         elif r["state"] != "ok":
-            print(f"      {r['state'] if r['state'].startswith('BAD') else instructions(r['name'], wdir)}")
-    if args.action == "check":
-        return 0 if all(r["state"] == "ok" for r in rows) else 1
+            missing = r["state"] == "missing"
+            print(f"      {instructions(r['name'], wdir) if missing else r['state'].split(': ', 1)[1]}")
+    if args.action == "check":  # present but unverified is not a failure; it is said, never called ok
+        return 0 if all(r["state"] == "ok" or r["state"].startswith(UNVERIFIED) for r in rows) else 1
     return 0

@@ -25,14 +25,16 @@ from facesketch import STYLES
 from facesketch.data.fs2k import fs2k_id, load_manifest
 from facesketch.errors import DataError, FacesketchError, WeightsError
 from facesketch.fileio import read_array, write_parquet
-from facesketch.metrics import protocol
+from facesketch.metrics import inputs, protocol
+from facesketch.metrics.inputs import read_result_grey
 from facesketch.progress import progress
 
 log = logging.getLogger(__name__)
 
 CPU_METRICS = ("SCOOT", "SSIM", "MS-SSIM", "FSIM")
 LOWER_IS_BETTER = {"FID", "LPIPS"}
-COLUMNS = ["variant", "seed", "style_asked", "style_gt", "image_id", "metric", "value", "scope", "n_images", "reason"]
+COLUMNS = ["variant", "seed", "style_asked", "style_gt", "image_id", "metric", "value", "scope", "n_images", "reason",
+           "n_expected"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ def load_pair(job: Job) -> tuple[np.ndarray, np.ndarray]:
     else:
         full = protocol.rgb2gray(read_array(Path(job.gt_source), "RGB"))
         gt = full[job.crop_y:job.crop_y + job.crop_size, job.crop_x:job.crop_x + job.crop_size]
-    result = protocol.rgb2gray(read_array(Path(job.result), "RGB"))
+    result = read_result_grey(Path(job.result))  # 16-bit converted, undefined ranges refused by name
     return protocol.frame_result(result, job, job.result_framing, gt.shape), gt
 
 
@@ -123,7 +125,10 @@ def cpu_metrics(jobs: list[Job], names: tuple[str, ...], workers: int | None = N
     import multiprocessing as mp
 
     results = []
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+    from facesketch.workers import die_with_parent
+
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(_cpu_chunk, c, names) for c in chunks]
         for f in progress(futures, desc=f"metrics ({workers} processes)", unit="chunk"):
             results += f.result()
@@ -183,7 +188,8 @@ def network_metrics(jobs: list[Job], groups: dict[tuple, list[int]], names, weig
         keys = [k for k in (j.key for j in jobs) if k in pairs]
         if net is None:
             for g, members in groups.items():
-                set_rows.append({"group": g, "value": float("nan"), "n": len(members), "reason": reason})
+                set_rows.append({"group": g, "value": float("nan"), "n": len(members), "reason": reason,
+                                 "expected": len(members)})
         else:
             fake = dict(zip(keys, inception_features(net, [pairs[k][0] for k in keys], device, batch_size)))
             real = _real_features(net, jobs, pairs, keys, device, batch_size, cache)
@@ -192,7 +198,7 @@ def network_metrics(jobs: list[Job], groups: dict[tuple, list[int]], names, weig
                 value = fid_from_features(np.stack([real[k] for k in ok]) if ok else np.zeros((0, 2048)),
                                           np.stack([fake[k] for k in ok]) if ok else np.zeros((0, 2048)))
                 why = "" if np.isfinite(value) else f"FID needs at least 2 images, the set has {len(ok)}"
-                set_rows.append({"group": g, "value": value, "n": len(ok), "reason": why})
+                set_rows.append({"group": g, "value": value, "n": len(ok), "reason": why, "expected": len(members)})
     return image_rows, set_rows
 
 
@@ -242,8 +248,11 @@ def _real_features(net, jobs, pairs, keys, device, batch_size, cache: Path | Non
 
 
 def score(items: pd.DataFrame, manifest: pd.DataFrame, metrics: dict, weights_dir: Path, device,
-          result_framing: str = "aligned", cache: Path | None = None) -> pd.DataFrame:
-    """Score ``items`` (columns variant, seed, style_asked, image_id, result) against the manifest."""
+          result_framing: str = "aligned", cache: Path | None = None, issues: list | None = None) -> pd.DataFrame:
+    """Score ``items`` (columns variant, seed, style_asked, image_id, result) against the manifest.
+
+    Results that do not match the framing are refused (``metrics.framing_mismatch: error``) or
+    scored with their findings appended to ``issues`` (facesketch.metrics.inputs)."""
     names = tuple(metrics.get("names", CPU_METRICS))
     gt_framing = metrics.get("framing", "aligned")
     root = Path(manifest.attrs["root"])
@@ -252,6 +261,11 @@ def score(items: pd.DataFrame, manifest: pd.DataFrame, metrics: dict, weights_di
     jobs = [_job(i, None if pd.isna(it.result) else Path(it.result), rows_by_id[it.image_id], root, gt_framing,
                  result_framing) for i, it in enumerate(items.itertuples())]
     style_gt = [STYLES[int(rows_by_id[i].style)] for i in items.image_id]
+    found = inputs.framing_issues(jobs, lambda k: (items.variant[k], int(items.seed[k]), items.style_asked[k],
+                                                   items.image_id[k]))
+    inputs.enforce(found, metrics.get("framing_mismatch", "warn"))
+    if issues is not None:
+        issues += found
     groups: dict[tuple, list[int]] = {}
     for k, it in enumerate(items.itertuples()):
         groups.setdefault((it.variant, it.seed, it.style_asked, style_gt[k]), []).append(k)
@@ -264,12 +278,12 @@ def score(items: pd.DataFrame, manifest: pd.DataFrame, metrics: dict, weights_di
         it = items.iloc[key]
         records.append({"variant": it.variant, "seed": int(it.seed), "style_asked": it.style_asked,
                         "style_gt": style_gt[key], "image_id": it.image_id, "metric": metric, "value": value,
-                        "scope": "image", "n_images": 1, "reason": reason})
+                        "scope": "image", "n_images": 1, "reason": reason, "n_expected": 1})
     for s in set_rows:
         variant, seed, asked, gt = s["group"]
         records.append({"variant": variant, "seed": int(seed), "style_asked": asked, "style_gt": gt, "image_id": "",
                         "metric": "FID", "value": s["value"], "scope": "set", "n_images": s["n"],
-                        "reason": s["reason"]})
+                        "reason": s["reason"], "n_expected": s["expected"]})
     df = pd.DataFrame(records, columns=COLUMNS)
     bad = df[(df.scope == "image") & df.value.isna()]
     if len(bad):
@@ -284,30 +298,43 @@ def score_variant(spec: dict, manifest_path: Path, sample_dirs: list[Path], out:
     from facesketch.device import pick
 
     manifest = load_manifest(manifest_path, "test")
-    rows = []
+    rows, issues = [], []
     for d in sample_dirs:
         d = Path(d)
         style, seed = d.name, int(d.parent.name)
         if style not in STYLES:
             raise DataError(f"{d}: sample folders end in <seed>/<Style1|Style2|Style3>")
+        expected = set()
         for image_id in sorted(manifest[manifest["style"] == STYLES.index(style)].id):
             path = d / f"{image_id}.png"
+            expected.add(path.name)
             rows.append({"variant": spec["variant"], "seed": seed, "style_asked": style, "image_id": image_id,
                          "result": str(path) if path.is_file() else None})
+            if not path.is_file():
+                issues.append({"variant": spec["variant"], "seed": seed, "style": style, "image_id": image_id,
+                               "file": str(path), "issue": "missing", "detail": "no result file"})
+        for path in sorted(d.iterdir()) if d.is_dir() else []:
+            if path.name not in expected and not path.name.startswith("."):
+                issues.append({"variant": spec["variant"], "seed": seed, "style": style, "image_id": path.stem,
+                               "file": str(path), "issue": "ignored", "detail": f"not a {style} test id's result"})
     df = score(pd.DataFrame(rows), manifest, spec["metrics"], weights_dir, pick(device), "aligned",
-               cache or Path(out).parent / ".cache")
+               cache or Path(out).parent / ".cache", issues=issues)
     write_parquet(out, df)
+    inputs.report(issues, out)
     log.info("%s: %d values -> %s", spec["variant"], len(df), out)
     return df
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return [p for p in sorted(Path(folder).rglob("*"))
+            if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")]
 
 
 def index_results(folder: Path) -> dict[str, Path]:
     """Files of a results folder by FS2K id: photo1_image0001.*, photo1/image0001.* or
     sketch1/sketch0001.* (other methods publish all three layouts)."""
     found: dict[str, Path] = {}
-    for path in sorted(Path(folder).rglob("*")):
-        if not path.is_file() or path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp"):
-            continue
+    for path in _image_files(folder):
         stem, parent = path.stem, path.parent.name
         if stem.startswith("photo") and "_image" in stem:
             found.setdefault(stem, path)
@@ -337,11 +364,20 @@ def evaluate_folder(folder: Path, manifest_path: Path, out: Path, metrics: dict,
     label = label or folder.name
     rows = [{"variant": label, "seed": 0, "style_asked": STYLES[int(r.style)], "image_id": r.id,
              "result": str(found[r.id]) if r.id in found else None} for r in manifest.itertuples()]
-    missing = sum(r["result"] is None for r in rows)
-    if missing:
-        log.warning("%s: %d of %d test images have no result (scored as missing)", folder, missing, len(rows))
+    issues = [{"variant": label, "seed": 0, "style": r["style_asked"], "image_id": r["image_id"], "file": "",
+               "issue": "missing", "detail": f"no result in {folder}"} for r in rows if r["result"] is None]
+    if issues:
+        log.warning("%s: %d of %d test images have no result (scored as missing)", folder, len(issues), len(rows))
+    used = {Path(r["result"]) for r in rows if r["result"]}
+    for path in _image_files(folder):
+        if path not in used:
+            known = path in found.values()
+            issues.append({"variant": label, "seed": 0, "style": "", "image_id": "", "file": str(path),
+                           "issue": "ignored", "detail": ("not a test id of the manifest" if known else
+                                                          "not named by FS2K id, or a second file for an id")})
     df = score(pd.DataFrame(rows), manifest, metrics, weights_dir, pick(device), framing,
-               cache or Path(out).parent / ".cache")
+               cache or Path(out).parent / ".cache", issues=issues)
     write_parquet(out, df)
+    inputs.report(issues, out)
     log.info("%s: %d values -> %s", label, len(df), out)
     return df

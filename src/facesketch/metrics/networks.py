@@ -13,20 +13,16 @@ from __future__ import annotations
 from pathlib import Path
 from unittest import mock
 
-import torch
-
 from facesketch.errors import WeightsError
 from facesketch.maps.weights import require
+from facesketch.torchio import safe_load
 
 # torchvision AlexNet feature index -> lpips slice
 _ALEX_SLICES = {0: 1, 3: 2, 6: 3, 8: 4, 10: 5}
 
 
 def _torch_load(path: Path):
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise WeightsError(f"{path}: cannot load as a PyTorch state dict ({e}); truncated or not the right file") from e
+    return safe_load(path, WeightsError, "PyTorch state dict")
 
 
 def inception_from_state(state: dict, path: Path | str = "state dict"):

@@ -36,33 +36,41 @@ def load_metrics(files: list[Path]) -> pd.DataFrame:
     frames = [pd.read_parquet(f) for f in files if Path(f).is_file()]
     if not frames:
         return pd.DataFrame(columns=["variant", "seed", "style_asked", "style_gt", "image_id", "metric", "value",
-                                     "scope", "n_images", "reason"])
+                                     "scope", "n_images", "reason", "n_expected"]).astype({"value": float})
     return pd.concat(frames, ignore_index=True)
 
 
 def aggregate(df: pd.DataFrame, source: str, metric: str, scope: str) -> dict:
-    """{value, std, n_images, n_seeds, reason} of one method, metric and style scope."""
+    """{value, std, n_images, n_seeds, reason, n_used, n_expected} of one method, metric and style
+    scope; n_used/n_expected: the images the fewest-imaged seed averaged, of the test images expected."""
     d = df[(df.variant == source) & (df.metric == metric)]
     if metric == "FID":
         d = d[(d.scope == "set") & (d.style_gt == scope)]
         per_seed = d.groupby("seed").value.first()
         n_images = int(d.n_images.max()) if len(d) else 0
+        ok = d[np.isfinite(d.value)]
+        n_used = int(ok.n_images.min()) if len(ok) else 0
+        n_expected = int(d.n_expected.max()) if "n_expected" in d and d.n_expected.notna().any() else n_images
     else:
         d = d[d.scope == "image"]
         if scope != "all":
             d = d[d.style_gt == scope]
         per_seed = d.groupby("seed").value.mean()  # NaN-skipping: one bad image does not poison the mean
-        n_images = int(d.groupby("seed").value.count().max()) if len(d) else 0
+        counts = d.groupby("seed").value.count()
+        n_images = int(counts.max()) if len(d) else 0
+        n_used = int(counts[counts > 0].min()) if (counts > 0).any() else 0
+        n_expected = int(d.groupby("seed").size().max()) if len(d) else 0  # one row per test image, NaN or not
     reasons = [r for r in d.reason.unique() if r] if "reason" in d else []
     finite = per_seed[np.isfinite(per_seed)]
+    counted = {"n_used": n_used, "n_expected": n_expected}
     if d.empty:
-        return {"value": math.nan, "std": math.nan, "n_images": 0, "n_seeds": 0, "reason": "no results"}
+        return {"value": math.nan, "std": math.nan, "n_images": 0, "n_seeds": 0, "reason": "no results", **counted}
     if finite.empty:
         return {"value": math.nan, "std": math.nan, "n_images": n_images, "n_seeds": 0,
-                "reason": reasons[0] if reasons else "not computed"}
+                "reason": reasons[0] if reasons else "not computed", **counted}
     return {"value": float(finite.mean()), "std": float(finite.std()) if len(finite) > 1 else math.nan,
             "n_images": n_images, "n_seeds": int(len(finite)),
-            "reason": (f"{len(reasons)} kinds of missing values, e.g. {reasons[0]}" if reasons else "")}
+            "reason": (f"{len(reasons)} kinds of missing values, e.g. {reasons[0]}" if reasons else ""), **counted}
 
 
 def _row_status(row: dict, spec: dict) -> tuple[str | None, str]:
@@ -92,14 +100,16 @@ def build_long(spec: dict, metrics: pd.DataFrame) -> pd.DataFrame:
                 paper = row.get("paper", {}).get(metric)
                 for scope in SCOPES:
                     if source is None:
-                        agg = {"value": math.nan, "std": math.nan, "n_images": 0, "n_seeds": 0, "reason": why}
+                        agg = {"value": math.nan, "std": math.nan, "n_images": 0, "n_seeds": 0, "reason": why,
+                               "n_used": 0, "n_expected": 0}
                     else:
                         agg = aggregate(metrics, source, metric, scope)
                     records.append({
                         "table": tname, "row": i, "label": row["label"], "source": source or "", "metric": metric,
                         "style": scope, "ours": agg["value"], "ours_std": agg["std"],
                         "paper": paper if scope == "all" and paper is not None else math.nan,
-                        "n_images": agg["n_images"], "n_seeds": agg["n_seeds"], "reason": agg["reason"]})
+                        "n_images": agg["n_images"], "n_seeds": agg["n_seeds"], "reason": agg["reason"],
+                        "n_used": agg["n_used"], "n_expected": agg["n_expected"]})
     df = pd.DataFrame(records)
     if df.empty:
         return df
@@ -120,13 +130,22 @@ def _fmt(v: float, metric: str, dash: str = "—") -> str:
     return f"{v:.{DECIMALS.get(metric, 3)}f}"
 
 
+def count_note(n_used: int, n_expected: int) -> str:
+    """' (31/33)' when a value averages fewer images than the test set has; '' otherwise."""
+    if n_expected and n_used < n_expected:
+        return f" ({n_used}/{n_expected})"
+    return ""
+
+
 def _cell(r, mark, pm: str = "±", dash: str = "—") -> str:
-    """'ours [± std] / paper (diff)', ours passed through mark(text, rank) when ranked 1 or 2."""
+    """'ours [± std] [(n/N)] / paper (diff)', ours passed through mark(text, rank) when ranked 1 or 2."""
     ours = _fmt(r.ours, r.metric, dash)
     if np.isfinite(r.ours) and np.isfinite(r.ours_std):
         ours += f" {pm} {_fmt(r.ours_std, r.metric, dash)}"
     if r["rank"] in (1, 2) and np.isfinite(r.ours):
         ours = mark(ours, r["rank"])
+    if np.isfinite(r.ours):
+        ours += count_note(int(r.get("n_used", 0)), int(r.get("n_expected", 0)))
     if np.isfinite(r.paper):
         diff = f"{r['diff']:+.{DECIMALS.get(r.metric, 3)}f}" if np.isfinite(r["diff"]) else dash
         return f"{ours} / {_fmt(r.paper, r.metric, dash)} ({diff})"
@@ -141,7 +160,8 @@ def caption(spec: dict, table: dict, part: pd.DataFrame, scope: str) -> str:
                else "ground-truth crop at the archive's resolution, results resized to it (FS2K toolbox)")
     arrows = ", ".join(f"{x} {'↓' if x in LOWER_IS_BETTER else '↑'}" for x in table["metrics"])
     text = (f"{table['title']} — {'all styles' if scope == 'all' else scope}. Source: {table.get('source', '')}. "
-            f"Cells: ours [± std over seeds] / paper (ours − paper); **best**, _second_ of ours per column. "
+            f"Cells: ours [± std over seeds] [(images averaged/test images), when fewer] / paper (ours − paper); "
+            f"**best**, _second_ of ours per column. "
             f"{arrows}. Protocol: grey (MATLAB rgb2gray), {framing}, MATLAB bicubic resize; "
             f"up to {n_img} test images and {n_seed} seed(s) per row. Run: {spec.get('name', '')}.")
     if table.get("note"):

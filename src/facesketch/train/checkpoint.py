@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 import torch
 
 from facesketch.errors import DataError
 from facesketch.fileio import atomic_path
+from facesketch.torchio import safe_load
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +31,54 @@ def spec_hash(spec: dict) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def save(path: Path, state: dict) -> None:
+def save(path: Path, state: dict, keep_previous: bool = False) -> None:
+    """Write atomically; ``keep_previous`` first moves the old file to ``previous(path)`` (the
+    fallback when the new one turns out unreadable: a bad disk, a copy cut short)."""
+    path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+        if keep_previous and path.exists():
+            os.replace(path, previous(path))
 
 
 def load(path: Path, map_location="cpu") -> dict:
+    return safe_load(path, DataError, "facesketch checkpoint", map_location=map_location)
+
+
+def previous(path: Path) -> Path:
+    return Path(path).with_name(Path(path).stem + ".prev.pt")
+
+
+def load_resume(path: Path, map_location="cpu") -> dict | None:
+    """The resume checkpoint, falling back to the previous one (saying so) when it is unreadable;
+    None when there is neither. An unreadable one with no fallback is an error that says to delete it."""
+    path, prev = Path(path), previous(path)
+    if path.exists():
+        try:
+            return load(path, map_location)
+        except DataError as e:
+            if not prev.is_file():
+                raise DataError(f"{e}. Delete it to train this run from scratch (rm {path})") from None
+            bad = path.with_name(path.stem + ".bad.pt")
+            os.replace(path, bad)
+            state = _load_previous(prev, map_location, also=path)
+            log.warning("%s is unreadable (%s); kept as %s. Resuming from the previous checkpoint %s (epoch %s)",
+                        path, e, bad, prev, state.get("epoch"))
+            return state
+    if prev.is_file():  # killed between keeping the previous one and renaming the new one
+        state = _load_previous(prev, map_location, also=path)
+        log.warning("%s is missing; resuming from the previous checkpoint %s (epoch %s)", path, prev,
+                    state.get("epoch"))
+        return state
+    return None
+
+
+def _load_previous(prev: Path, map_location, also: Path) -> dict:
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
-        raise DataError(f"{path}: not a readable facesketch checkpoint ({e})") from e
+        return load(prev, map_location)
+    except DataError as e:
+        raise DataError(f"{e}; {also.name} is unreadable too. Delete both to train this run from scratch "
+                        f"(rm {also.parent}/{also.stem}*.pt)") from None
 
 
 def rng_state(device: torch.device) -> dict:

@@ -167,7 +167,10 @@ class Engine:
             from facesketch.maps.weights import require
 
             path = require("vgg19", weights_dir)
-            self.extra["vgg"] = L.VGGLoss(torch.load(path, map_location="cpu", weights_only=True)).to(self.device)
+            from facesketch.errors import WeightsError
+            from facesketch.torchio import safe_load
+
+            self.extra["vgg"] = L.VGGLoss(safe_load(path, WeightsError, "PyTorch state dict")).to(self.device)
         if self.w["edge"]:
             from facesketch.maps import hed
             from facesketch.metrics.networks import load_lpips

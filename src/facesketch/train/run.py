@@ -27,6 +27,7 @@ from facesketch.fileio import write_text
 from facesketch.models import registry
 from facesketch.progress import progress
 from facesketch.report.grid import save_grid
+from facesketch.runlock import run_lock
 from facesketch.train import checkpoint as ckpt
 from facesketch.train.data import DeviceDataset, load_split
 from facesketch.train.engine import Engine
@@ -77,6 +78,12 @@ def _write_samples(engine: Engine, spec: dict, samples, path: Path) -> None:
 
 def train(spec: dict, manifest: Path, maps: Path, out: Path, seed: int = 0, weights_dir: Path = Path("weights"),
           device: str = "auto", done: Path | None = None) -> Path:
+    with run_lock(Path(out), "training run folder"):  # refuses while another trainer (even an orphan) writes here
+        return _train(spec, manifest, maps, out, seed, weights_dir, device, done)
+
+
+def _train(spec: dict, manifest: Path, maps: Path, out: Path, seed: int, weights_dir: Path, device: str,
+           done: Path | None) -> Path:
     name = spec.get("name", "variant")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -115,8 +122,8 @@ def train(spec: dict, manifest: Path, maps: Path, out: Path, seed: int = 0, weig
     digest = ckpt.spec_hash(spec)
     last = out / "last.pt"
     start, history, step = 0, [], 0
-    if last.exists():
-        state = ckpt.load(last, map_location=dev)
+    state = ckpt.load_resume(last, map_location=dev)
+    if state is not None:
         if state.get("spec_hash") == digest:
             engine.load_state(state["engine"])
             ds.set_state(state["data_rng"].cpu())
@@ -127,7 +134,8 @@ def train(spec: dict, manifest: Path, maps: Path, out: Path, seed: int = 0, weig
             log.info("%s: resuming after epoch %d of %d from %s", name, start, spec["schedule"]["epochs"], last)
         else:
             stale = last.with_name("last.stale.pt")
-            os.replace(last, stale)
+            os.replace(last if last.exists() else ckpt.previous(last), stale)
+            ckpt.previous(last).unlink(missing_ok=True)
             log.warning("%s: %s belongs to another spec; kept as %s, training from scratch", name, last, stale)
     engine.compile(spec.get("compile", False), spec.get("cuda_graphs", False))
 
@@ -185,7 +193,8 @@ def train(spec: dict, manifest: Path, maps: Path, out: Path, seed: int = 0, weig
                 selector.update(epoch + 1, engine.generators())
             ckpt.save(last, {"epoch": epoch + 1, "step": step, "history": history, "spec_hash": digest,
                              "engine": engine.state(), "data_rng": ds.state(), "rng": ckpt.rng_state(dev),
-                             "selection": selector.state() if selector is not None else None})
+                             "selection": selector.state() if selector is not None else None},
+                      keep_previous=True)
     generators = {k: v.state_dict() for k, v in engine.generators().items()}
     selection = {"rule": "final", "epoch": epochs}
     if selector is not None and selector.best is not None:
