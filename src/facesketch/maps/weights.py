@@ -130,6 +130,15 @@ REGISTRY: dict[str, WeightFile] = {
     ]
 }
 
+# MiDaS v2.1 (natural images, HIDA section 4.6): the official release file; torch.hub stores
+# the same file as midas_v21-f6b98070.pt (the 8 hex digits start its SHA-256).
+REGISTRY["midas_v21"] = WeightFile(
+    "midas_v21", "midas_v21_384.pt", "midas",
+    ("https://github.com/isl-org/MiDaS/releases/download/v2_1/midas_v21_384.pt",),
+    "depth of natural images for `facesketch draw --scene` (MiDaS v2.1, ResNeXt-101)", "MIT (isl-org/MiDaS)",
+    sha256="f6b980704cfd7259c7cc2b058c2f160159c55e84b3b6c08331b4156a84629f70",
+)
+
 
 def entry(name: str) -> WeightFile:
     try:
