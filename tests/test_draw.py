@@ -17,7 +17,7 @@ from PIL import Image
 from facesketch.config import demo_config_path, load_config, resolve_variant
 from facesketch.draw import faces, scene
 from facesketch.draw.photos import list_photos, read_photo
-from facesketch.draw.run import DrawOptions, Drawer, Prepared, draw, unique_names
+from facesketch.draw.run import Drawer, DrawOptions, Prepared, draw, unique_names
 from facesketch.errors import DataError
 from facesketch.maps.run import CANONICAL_BOXES
 from facesketch.models import registry
@@ -251,7 +251,7 @@ def test_draw_cli_odd_inputs_one_line_each_and_exit_code(checkpoints, tmp_path, 
     face.rotate(-90, expand=True).save(d / "rotated.jpg", exif=exif.tobytes())  # upright after EXIF
     face.convert("L").save(d / "grey.png")
     face.convert("CMYK").save(d / "cmyk.jpg")
-    Image.fromarray((np.asarray(face.convert("L")).astype(np.uint16) * 257)).save(d / "sixteen.png")
+    Image.fromarray(np.asarray(face.convert("L")).astype(np.uint16) * 257).save(d / "sixteen.png")
     alpha = np.full(face.size[::-1], 255, np.uint8)
     alpha[:60, :60] = 0
     rgba = face.convert("RGBA")
