@@ -59,6 +59,7 @@ class DrawOptions:
     max_side: int = 2048
     sheet: bool = True
     device: str = "auto"
+    limit: int | None = None     # only the first N photos
 
 
 @dataclass
@@ -284,6 +285,8 @@ def draw(inputs: list[str | Path], checkpoint: Path, out: Path, options: DrawOpt
     """Draw every photo; returns (drawn, failed). Failures are logged one line each."""
     out = Path(out)
     paths, problems = list_photos(inputs)
+    if options.limit:
+        paths = paths[:options.limit]
     failures = [{"file": str(p), "reason": r} for p, r in problems]
     for p, r in problems:
         log.error("%s: %s", p, r)
