@@ -282,3 +282,83 @@ def test_draw_cli_odd_inputs_one_line_each_and_exit_code(checkpoints, tmp_path, 
     for style in ("Style1", "Style2", "Style3"):
         assert len(list((tmp_path / "out" / style).glob("*.png"))) == 9
     assert (tmp_path / "out" / "sheet" / "huge.png").is_file()
+
+
+# --- MiDaS --------------------------------------------------------------------------------------
+
+# Key names and shapes of the official midas_v21_384.pt, derived by hand from the release's
+# MidasNet (ResNeXt-101 32x8d: bottleneck width = planes * 8 / 64 * 32, grouped 3x3 convs with
+# 32 groups; scratch: 3x3 convs to 256 features; output head 256 -> 128 -> 32 -> 1).
+OFFICIAL_MIDAS_KEYS = {
+    "pretrained.layer1.0.weight": (64, 3, 7, 7),
+    "pretrained.layer1.1.running_var": (64,),
+    "pretrained.layer1.4.0.conv1.weight": (256, 64, 1, 1),
+    "pretrained.layer1.4.0.downsample.0.weight": (256, 64, 1, 1),
+    "pretrained.layer3.22.conv2.weight": (1024, 32, 3, 3),
+    "pretrained.layer4.2.conv3.weight": (2048, 2048, 1, 1),
+    "scratch.layer1_rn.weight": (256, 256, 3, 3),
+    "scratch.layer4_rn.weight": (256, 2048, 3, 3),
+    "scratch.refinenet4.resConfUnit1.conv1.weight": (256, 256, 3, 3),
+    "scratch.refinenet1.resConfUnit2.conv2.bias": (256,),
+    "scratch.output_conv.0.weight": (128, 256, 3, 3),
+    "scratch.output_conv.2.weight": (32, 128, 3, 3),
+    "scratch.output_conv.4.weight": (1, 32, 1, 1),
+}
+
+
+@pytest.fixture(scope="module")
+def midas_file(tmp_path_factory):
+    """A stand-in midas_v21_384.pt: the official keys and shapes, random values."""
+    from facesketch.maps.midas import MidasNet
+
+    torch.manual_seed(0)
+    state = MidasNet().state_dict()
+    path = tmp_path_factory.mktemp("weights") / "midas" / "midas_v21_384.pt"
+    path.parent.mkdir()
+    torch.save(state, path)
+    return path
+
+
+def test_midas_has_the_official_key_names_and_shapes(midas_file):
+    state = torch.load(midas_file, weights_only=True)
+    for key, shape in OFFICIAL_MIDAS_KEYS.items():
+        assert tuple(state[key].shape) == shape, key
+
+
+def test_midas_loads_strictly_and_rejects_other_files(midas_file, tmp_path):
+    from facesketch.errors import WeightsError
+    from facesketch.maps import midas
+
+    midas.load_net(midas_file)
+    torch.save({"model": torch.load(midas_file, weights_only=True), "optimizer": {}}, tmp_path / "wrapped.pt")
+    midas.load_net(tmp_path / "wrapped.pt")  # the release's other layout
+    torch.save({"scratch.layer1_rn.weight": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(WeightsError, match="other.pt is not MiDaS v2.1"):
+        midas.load_net(tmp_path / "other.pt")
+    (tmp_path / "cut.pt").write_bytes(midas_file.read_bytes()[:1000])
+    with pytest.raises(WeightsError, match="cut.pt: not a readable MiDaS checkpoint"):
+        midas.load_net(tmp_path / "cut.pt")
+
+
+def test_midas_input_size_follows_the_release():
+    from facesketch.maps.midas import input_size
+
+    # fit 384x384 keeping the aspect, nearest multiple of 32 (floored when it would exceed 384)
+    assert input_size(480, 640) == (288, 384)
+    assert input_size(1000, 1000) == (384, 384)
+    assert input_size(100, 400) == (96, 384)
+
+
+def test_scene_with_hida_and_midas_depth(checkpoints, midas_file, tmp_path, monkeypatch):
+    from facesketch.maps import midas, weights
+
+    monkeypatch.setattr(weights, "verify", lambda name, path: None)  # a stand-in, not the official bytes
+    img = np.random.default_rng(0).integers(0, 256, (90, 150, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "s.png")
+    n, failed = draw([tmp_path / "s.png"], checkpoints["hida_full"], tmp_path / "out",
+                     DrawOptions(scene=True, scene_size=100, device="cpu", weights_dir=midas_file.parent.parent))
+    assert (n, failed) == (1, 0)
+    for style in ("Style1", "Style2", "Style3"):
+        assert np.asarray(Image.open(tmp_path / "out" / style / "s.png")).shape == (60, 100)
+    d = midas.MidasDepth(midas.load_net(midas_file), "cpu")([img])[0]
+    assert d.shape == (90, 150) and d.min() == 0 and d.max() == pytest.approx(1)

@@ -281,8 +281,10 @@ def _strip(tiles: list[np.ndarray], titles: list[str]):
     return canvas
 
 
-def draw(inputs: list[str | Path], checkpoint: Path, out: Path, options: DrawOptions) -> tuple[int, int]:
-    """Draw every photo; returns (drawn, failed). Failures are logged one line each."""
+def draw(inputs: list[str | Path], checkpoint: Path, out: Path, options: DrawOptions,
+         drawer: Drawer | None = None) -> tuple[int, int]:
+    """Draw every photo; returns (drawn, failed). Failures are logged one line each.
+    ``drawer``: models already loaded (the benchmark times loading apart)."""
     out = Path(out)
     paths, problems = list_photos(inputs)
     if options.limit:
@@ -292,7 +294,7 @@ def draw(inputs: list[str | Path], checkpoint: Path, out: Path, options: DrawOpt
         log.error("%s: %s", p, r)
     if not paths and not problems:
         raise DataError(f"no image files in {' '.join(map(str, inputs))}")
-    drawer = Drawer(checkpoint, options)
+    drawer = drawer or Drawer(checkpoint, options)
     names = unique_names(paths)
     drawn = []
     bs = max(1, options.batch_size)

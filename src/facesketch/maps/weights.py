@@ -297,6 +297,12 @@ def required(cfg: dict) -> list[str]:
                       "lpips_alexnet"]
         if losses.get("normal"):
             names.append("dsine")
+    # natural images drawn by a depth-using variant need MiDaS (facesketch draw --scene)
+    from facesketch.draw.figure import folder, variants
+    from facesketch.models.registry import uses_depth
+
+    if folder(cfg, "scenes") and any(uses_depth(cfg["resolved"][v]) for v in variants(cfg, run_variants(cfg))):
+        names.append("midas_v21")
     return list(dict.fromkeys(names))
 
 
