@@ -212,7 +212,7 @@ def test_unique_names():
 def test_scene_sizes_keep_the_aspect_ratio():
     assert scene.scene_size(300, 450, 256) == (171, 256)
     assert scene.padded_size(171, 256, 128) == (256, 256)
-    assert scene.padded_size(300, 129, 64) == (320, 192)
+    assert scene.padded_size(300, 129, 64) == (320, 320)
 
 
 def test_scene_draws_the_whole_image_undistorted(checkpoints, tmp_path):
@@ -329,9 +329,8 @@ def test_midas_loads_strictly_and_rejects_other_files(midas_file, tmp_path):
     from facesketch.errors import WeightsError
     from facesketch.maps import midas
 
-    midas.load_net(midas_file)
     torch.save({"model": torch.load(midas_file, weights_only=True), "optimizer": {}}, tmp_path / "wrapped.pt")
-    midas.load_net(tmp_path / "wrapped.pt")  # the release's other layout
+    midas.load_net(tmp_path / "wrapped.pt")  # the release's other layout (the plain one: the scene test)
     torch.save({"scratch.layer1_rn.weight": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(WeightsError, match="other.pt is not MiDaS v2.1"):
         midas.load_net(tmp_path / "other.pt")

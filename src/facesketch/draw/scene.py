@@ -1,10 +1,11 @@
 """Natural images (``--scene``): the whole image, no face step, never distorted.
 
 The image is resized, keeping its aspect ratio, so that its longer side is ``long_side``, then
-zero-padded (as training pads FS2K's 250x250 photos to 256) on the right and bottom to the next
-multiple of the generator's ``multiple`` (input.crop: a U-Net with log2(crop) down layers needs
-it). The generator is fully convolutional, so it draws the padded canvas in one pass; the output is
-cut back to the resized image.
+zero-padded (as training pads FS2K's 250x250 photos to 256) on the right and bottom to a square
+whose side is the next multiple of the generator's ``multiple`` (input.crop: a U-Net with
+log2(crop) down layers needs it; HIDA's condition branches need square maps). The generator is
+fully convolutional, so it draws the padded canvas in one pass; the output is cut back to the
+resized image.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ def scene_size(height: int, width: int, long_side: int) -> tuple[int, int]:
 
 
 def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
-    return math.ceil(height / multiple) * multiple, math.ceil(width / multiple) * multiple
+    """A square canvas: HIDA's condition branches assume square feature maps (as training's are)."""
+    side = math.ceil(max(height, width) / multiple) * multiple
+    return side, side
 
 
 def fit(image: np.ndarray, long_side: int) -> np.ndarray:

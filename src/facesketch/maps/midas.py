@@ -155,7 +155,7 @@ class MidasDepth:
         out = []
         for image in images:  # sizes differ between scenes: one at a time
             h, w = image.shape[:2]
-            x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(self.device).float() / 255.0
+            x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].to(self.device).float() / 255.0
             x = F.interpolate(x, size=input_size(h, w), mode="bicubic", align_corners=False)
             inv = self.net((x - self.mean) / self.std)[:, None]
             inv = F.interpolate(inv, size=(h, w), mode="bicubic", align_corners=False)[0, 0]
