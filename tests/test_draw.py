@@ -266,7 +266,7 @@ def test_draw_cli_odd_inputs_one_line_each_and_exit_code(checkpoints, tmp_path, 
     Image.fromarray(np.full((300, 300, 3), 128, np.uint8)).save(d / "noface.png")
     (d / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
     rc = main(["draw", str(d), "--checkpoint", str(checkpoints["hida_full"]), "--out", str(tmp_path / "out"),
-               "--device", "cpu", "--batch-size", "4"])
+               "--device", "cpu", "--batch-size", "4", "--paste-back"])
     assert rc == 1
     failures = pd.read_csv(tmp_path / "out" / "failures.csv")
     assert sorted(Path(f).name for f in failures.file) == ["broken.jpg", "noface.png"]
@@ -282,6 +282,9 @@ def test_draw_cli_odd_inputs_one_line_each_and_exit_code(checkpoints, tmp_path, 
     for style in ("Style1", "Style2", "Style3"):
         assert len(list((tmp_path / "out" / style).glob("*.png"))) == 9
     assert (tmp_path / "out" / "sheet" / "huge.png").is_file()
+    # pasted back into the whole (upright) photo: the photo's size, not the aligned 250
+    assert Image.open(tmp_path / "out" / "pasted" / "Style2" / "two.png").size == (1100, 600)
+    assert Image.open(tmp_path / "out" / "pasted" / "Style2" / "rotated.png").size == face.size
 
 
 # --- MiDaS --------------------------------------------------------------------------------------
@@ -361,3 +364,58 @@ def test_scene_with_hida_and_midas_depth(checkpoints, midas_file, tmp_path, monk
         assert np.asarray(Image.open(tmp_path / "out" / style / "s.png")).shape == (60, 100)
     d = midas.MidasDepth(midas.load_net(midas_file), "cpu")([img])[0]
     assert d.shape == (90, 150) and d.min() == 0 and d.max() == pytest.approx(1)
+
+
+# --- workflow and demo configuration ----------------------------------------------------------------
+
+def _dry_run(*extra, env_extra=None):
+    import re
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    env = {k: v for k, v in os.environ.items() if k not in ("FACESKETCH_WILD", "FACESKETCH_SCENES")}
+    env.update(FS2K_ARCHIVE="/x/FS2K.zip", **(env_extra or {}))
+    r = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-n", "-p", "--configfile", "config.yaml",
+                        "src/facesketch/configs/demo.yaml", *extra], cwd=REPO, env=env, capture_output=True, text=True)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    return dict(re.findall(r"^(\w+)\s+(\d+)$", out, re.M)), out
+
+
+def test_demo_draws_wild_faces_only_when_a_folder_is_given(tmp_path):
+    counts, _ = _dry_run()
+    assert "draw_photos" not in counts and "draw_figure" not in counts
+    scenes = tmp_path / "scenes.yaml"
+    scenes.write_text(f"draw: {{scenes: {tmp_path}}}\n")
+    counts, out = _dry_run(str(scenes), env_extra={"FACESKETCH_WILD": str(tmp_path / "wild photos")})
+    # three demo variants x (faces, scenes), and one figure per kind
+    assert counts["draw_photos"] == "6" and counts["draw_figure"] == "2"
+    assert "figure10_wild_faces.png" in out and "figure11_natural_images.png" in out
+    assert f"facesketch draw '{tmp_path / 'wild photos'}' --depth mediapipe --limit 6" in out
+    assert f"facesketch draw {tmp_path} --depth mediapipe --scene --limit 6" in out
+
+
+def test_demo_hida_settings_are_the_released_codes():
+    """The demo's tuned HIDA is what `follow: code` resolves to, whatever `follow` says."""
+    paper = load_config(["config.yaml", demo_config_path()], {"follow": "paper"})["resolved"]["hida_full"]
+    code = load_config(["config.yaml", demo_config_path()], {"follow": "code"})["resolved"]["hida_full"]
+    assert ckpt.spec_hash(paper) == ckpt.spec_hash(code)
+    assert code["losses"]["gan"]["type"] == "hinge" and code["optimizer"]["type"] == "adamw"
+    assert code["precision"] == "fp32"
+
+
+@needs_wild
+def test_draw_speed_benchmark_runs(checkpoints, tmp_path):
+    import importlib.util
+
+    from .conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("draw_speed", REPO / "bench" / "draw_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    row = bench.main(["--checkpoint", str(checkpoints["hida_full"]), "--photos", WILD, "--n", "3",
+                      "--device", "cpu", "--workdir", str(tmp_path)])
+    assert row["photos"] == 3 and row["failed"] == 0 and row["styles"] == 3
+    assert row["photos_per_s"] == pytest.approx(3 / row["seconds"])
