@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
@@ -83,7 +82,3 @@ def make_figure(methods: list[tuple[str, Path]], out: Path, rows: int, title: st
     save_pil(out, canvas)
     return Path(out)
 
-
-def nonblank(path: Path) -> float:
-    """Standard deviation of a sketch's grey levels (a blank sketch has ~0): used in checks."""
-    return float(np.asarray(Image.open(path).convert("L"), dtype=np.float64).std())
