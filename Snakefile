@@ -40,6 +40,7 @@ include: "rules/train.smk"
 include: "rules/infer.smk"
 include: "rules/metrics.smk"
 include: "rules/report.smk"
+include: "rules/draw.smk"
 
 
 rule all:
@@ -49,3 +50,4 @@ rule all:
         rules.train_all.input,
         rules.evaluate_all.input,
         rules.report_all.input,
+        rules.draw_all.input,

@@ -201,6 +201,37 @@ def cmd_plots(args) -> int:
     return 0
 
 
+def cmd_draw(args) -> int:
+    from facesketch.draw.run import DrawOptions, draw, parse_styles
+
+    opts = DrawOptions(styles=parse_styles(args.style), scene=args.scene, paste_back=args.paste_back,
+                       depth=args.depth, framing=args.framing, weights_dir=Path(args.weights or _default_weights()),
+                       batch_size=args.batch_size, scene_size=args.scene_size, sheet=not args.no_sheet,
+                       device=args.device)
+    opts.limit = args.limit
+    _, failed = draw(args.photos, Path(args.checkpoint), Path(args.out), opts)
+    return 1 if failed and not args.exit_zero else 0
+
+
+def cmd_draw_figure(args) -> int:
+    from facesketch.draw.figure import make_figure
+
+    methods = []
+    for item in args.methods:
+        label, sep, folder = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--methods wants LABEL=FOLDER, got {item!r}")
+        methods.append((label, Path(folder)))
+    make_figure(methods, Path(args.out), args.rows, args.title)
+    return 0
+
+
+def _default_weights() -> str:
+    import os
+
+    return os.environ.get("FACESKETCH_WEIGHTS") or "weights"
+
+
 def _weights_dir(args, cfg=None) -> Path:
     if getattr(args, "weights", None):
         return Path(args.weights)
@@ -320,6 +351,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("draw", help="draw your own photos (faces, or whole scenes) with a trained checkpoint")
+    p.add_argument("photos", nargs="+", help="image files and/or folders of images")
+    p.add_argument("--checkpoint", required=True, help="a trained model.pt (any family)")
+    p.add_argument("--out", required=True, help="folder for sketches, sheets and drawn.csv / failures.csv")
+    p.add_argument("--style", default="all", help="Style1, Style2, Style3, a comma list, or all (default)")
+    p.add_argument("--scene", action="store_true", help="draw whole natural images (no face step; MiDaS depth)")
+    p.add_argument("--paste-back", action="store_true", help="also put each sketch back into the whole photo")
+    p.add_argument("--depth", choices=["auto", "3ddfa_v2", "mediapipe"], default="auto",
+                   help="face depth predictor (auto: 3DDFA_V2 when its weights are there, else MediaPipe)")
+    p.add_argument("--framing", default="photo1", help="FS2K framing the face is aligned to (photo1|photo2|photo3)")
+    p.add_argument("--weights", help="pretrained weights folder (default: $FACESKETCH_WEIGHTS, else ./weights)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--scene-size", type=int, help="longer side of a drawn scene (default: 2x the model's input)")
+    p.add_argument("--no-sheet", action="store_true", help="skip the photo-and-sketches sheets")
+    p.add_argument("--limit", type=int, help="draw only the first N photos (sorted by name)")
+    p.add_argument("--exit-zero", action="store_true",
+                   help="exit 0 even when some photos could not be drawn (they are listed in failures.csv)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_draw)
+
+    p = sub.add_parser("draw-figure", help="HIDA Figure 10/11-style grid from `facesketch draw` folders")
+    p.add_argument("--methods", nargs="+", required=True, help="LABEL=FOLDER, in column order")
+    p.add_argument("--out", required=True)
+    p.add_argument("--rows", type=int, default=6)
+    p.add_argument("--title", default="")
+    p.set_defaults(func=cmd_draw_figure)
 
     p = sub.add_parser("score", help="metrics of one variant's samples (what the rules call)")
     p.add_argument("--spec", required=True, help="JSON: variant, seeds, styles, metrics block")

@@ -144,6 +144,15 @@ REGISTRY: dict[str, WeightFile] = {
     ]
 }
 
+# MiDaS v2.1 (natural images, HIDA section 4.6): the official release file; torch.hub stores
+# the same file as midas_v21-f6b98070.pt (the 8 hex digits start its SHA-256).
+REGISTRY["midas_v21"] = WeightFile(
+    "midas_v21", "midas_v21_384.pt", "midas",
+    ("https://github.com/isl-org/MiDaS/releases/download/v2_1/midas_v21_384.pt",),
+    "depth of natural images for `facesketch draw --scene` (MiDaS v2.1, ResNeXt-101)", "MIT (isl-org/MiDaS)",
+    sha256="f6b980704cfd7259c7cc2b058c2f160159c55e84b3b6c08331b4156a84629f70",
+)
+
 
 def entry(name: str) -> WeightFile:
     try:
@@ -321,6 +330,12 @@ def required(cfg: dict) -> list[str]:
             names.append("dsine")
         if cfg["resolved"][v].get("pretrained"):
             names.append(cfg["resolved"][v]["pretrained"])
+    # natural images drawn by a depth-using variant need MiDaS (facesketch draw --scene)
+    from facesketch.draw.figure import folder, variants
+    from facesketch.models.registry import uses_depth
+
+    if folder(cfg, "scenes") and any(uses_depth(cfg["resolved"][v]) for v in variants(cfg, run_variants(cfg))):
+        names.append("midas_v21")
     return list(dict.fromkeys(names))
 
 
