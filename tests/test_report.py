@@ -94,12 +94,19 @@ def test_table_files(spec, tmp_path):
     _metrics("a", {"Style1": [0.4], "Style2": [0.5], "Style3": [0.6]}, fid_all=30.0, lpips=0.2).to_parquet(path)
     build_tables(spec, [path], tmp_path / "tables")
     md = (tmp_path / "tables" / "t.md").read_text()
-    assert "| A | **30.00** / 20.00 (+10.00) | **0.200** | **0.500** / 0.500 (+0.000) |" in md
+    # FID without stored replicates has no interval; LPIPS is constant (interval of width 0); SCOOT
+    # 0.4/0.5/0.6: the bootstrap mean of 3 values stays within [0.4, 0.6], so half-width <= 0.1
+    import re
+
+    cell = re.search(r"\| A \| \*\*30\.00\*\* / 20\.00 \(\+10\.00\) \| \*\*0\.200 ± 0\.000\*\* \| "
+                     r"\*\*0\.500 ± (0\.\d{3})\*\* / 0\.500 \(\+0\.000\) \|", md)
+    assert cell and 0.03 < float(cell.group(1)) <= 0.1, md
     assert "- variant d is not in this run (run.variants) (D)" in md
     assert "### Test table — Style2" in md
     assert "up to 3 test images and 1 seed(s)" in md and "aligned 250x250" in md
     tex = (tmp_path / "tables" / "t.tex").read_text()
     assert r"\textbf{30.00} / 20.00 (+10.00)" in tex and r"\begin{tabular}{lccc}" in tex
+    assert r"\textbf{0.200 $\pm$ 0.000}" in tex
     html = (tmp_path / "tables" / "t.html").read_text()
     assert "<b>30.00</b>" in html and "released results not found" in html
     assert json.loads((tmp_path / "metrics.json").read_text()) == {

@@ -33,15 +33,14 @@ def percentile_interval(reps: np.ndarray, alpha: float = ALPHA) -> tuple[float, 
 
 
 def _image_means(values: np.ndarray, image_idx: np.ndarray) -> np.ndarray:
-    """values (n,), image_idx (B, n) -> (B,) means of the resampled images, NaN-skipping."""
-    picked = values[image_idx]
-    return np.nanmean(picked, axis=1) if np.isnan(values).any() else picked.mean(axis=1)
+    """values (n,), image_idx (B, n) -> (B,) means of the resampled images."""
+    return values[image_idx].mean(axis=1)
 
 
 def mean_replicates(per_seed: list[np.ndarray], n_boot: int = N_BOOT, rng=None,
                     image_idx: np.ndarray | None = None) -> np.ndarray:
     """(n_boot,) hierarchical bootstrap replicates of the mean over seeds of the mean over
-    images. ``per_seed``: one array of per-image values per seed (all of one length when
+    images. ``per_seed``: one array of finite per-image values per seed (all of one length when
     ``image_idx``, (n_boot, n) shared image draws, is given)."""
     rng = np.random.default_rng(0) if rng is None else rng
     k = len(per_seed)
