@@ -8,6 +8,8 @@ PLOTS = plot_files(CFG)
 
 
 def caption(figure):
+    if figure.startswith("paired_"):
+        return "report/paired.rst"
     return "report/metrics_per_style.rst" if figure.startswith("metrics_per_style") else f"report/{figure}.rst"
 
 
@@ -15,6 +17,8 @@ def subcategory(figure):
     """Figures grouped as the tables are: a table's per-style figure under its title."""
     if figure.startswith("metrics_per_style_"):
         return CFG["tables"][figure.removeprefix("metrics_per_style_")]["title"]
+    if figure.startswith("paired_"):
+        return CFG["tables"][figure.removeprefix("paired_")]["title"]
     if figure == "fid_lpips_per_style":
         return CFG["tables"][CFG["report"]["figures"]["methods"]]["title"] if "methods" in CFG["report"]["figures"] \
             else "Per style"
@@ -68,7 +72,27 @@ rule plots:
         "facesketch plots --spec {params.spec} --results {RES} --manifest {input.manifest} --out {RES}/plots 2> {log}"
 
 
+STUDY = CFG["report"].get("study")
+
+
+rule study_summary:
+    """The user study's Figure 5 and answers (report.study: a folder from `facesketch study create`)."""
+    input:
+        study=f"{STUDY}/study.json" if STUDY else [],
+        answers=f"{STUDY}/answers.sqlite" if STUDY else [],
+    output:
+        figure=report(f"{RES}/study/figure5.png", caption="report/study.rst", category="Beyond the papers",
+                      subcategory="User study (HIDA Figure 5)"),
+        answers=f"{RES}/study/answers.parquet",
+        preferences=f"{RES}/study/preferences.parquet",
+    log:
+        f"{LOGS}/study_summary.log",
+    shell:
+        "facesketch study summary {STUDY:q} --out {RES}/study 2> {log}"
+
+
 rule report_all:
     input:
         rules.tables.output,
         rules.plots.output,
+        rules.study_summary.output if STUDY else [],

@@ -94,6 +94,38 @@ def metric_bars(long: pd.DataFrame, table: dict, metrics: list[str], path: Path,
     return _save(fig, path)
 
 
+def paired_differences(long: pd.DataFrame, table: dict, path: Path, title: str) -> Path:
+    """Beyond the papers: each row minus its reference row (all styles), with the paired 95%
+    bootstrap interval, one panel per metric; filled markers are significant after Holm."""
+    plt, _ = _plt()
+    metrics = table["metrics"]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics) + 1.5, 0.45 * len(table["rows"]) + 1.8),
+                             squeeze=False)
+    part = long[(long["style"] == "all") & (long.vs != "")] if "vs" in long else long.iloc[0:0]
+    labels = [r["label"] for r in table["rows"] if r["label"] in set(part.label)]
+    for ax, metric in zip(axes[0], metrics):
+        m = part[part.metric == metric].set_index("label")
+        better = "lower" if metric in LOWER_IS_BETTER else "higher"
+        ax.set_title(f"{metric} ({better} is better)", fontsize=9)
+        ax.axvline(0, color="#888", lw=1)
+        ok = [lab for lab in labels if lab in m.index and np.isfinite(m.loc[lab, "ref_diff"])]
+        if not ok:
+            _note(ax, f"{metric}: no paired differences (no results for these rows in this run)")
+            ax.set_yticks([])
+            continue
+        for y, lab in enumerate(ok):
+            r = m.loc[lab]
+            ax.errorbar(r.ref_diff, y, xerr=[[r.ref_diff - r.ref_lo], [r.ref_hi - r.ref_diff]], fmt="o",
+                        color="#c44e52" if r.ref_sig else "#4c72b0", mfc="#c44e52" if r.ref_sig else "white",
+                        capsize=3)
+        ax.set_yticks(range(len(ok)), [f"{lab} − {m.loc[lab, 'vs']}" for lab in ok], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("difference, 95% interval")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def attribute_bars(df: pd.DataFrame, path: Path, metrics=("SCOOT", "SSIM", "FSIM")) -> Path:
     """Beyond the papers: each method's metrics split by FS2K annotation codes of the test photo."""
     plt, sns = _plt()
@@ -214,6 +246,12 @@ def make_plots(spec: dict, results: Path, manifest_path: Path, out: Path) -> lis
             continue
         made.append(metric_bars(long[long.table == tname], table, table["metrics"],
                                 out / f"metrics_per_style_{tname}.png", table["title"] + " — per style"))
+    for tname, table in spec["tables"].items():
+        if _has_comparisons(table):
+            ref = "the row above" if table["reference"] == "previous" else table["reference"]
+            made.append(paired_differences(long[long.table == tname], table, out / f"paired_{tname}.png",
+                                           f"{table['title']}: each row minus {ref} "
+                                           "(paired bootstrap; filled = significant, Holm)"))
     attributes = results / "tables" / "attributes.parquet"
     made.append(attribute_bars(pd.read_parquet(attributes) if attributes.is_file() else pd.DataFrame(),
                                out / "metrics_by_attribute.png"))
@@ -269,10 +307,15 @@ def plot_spec(cfg: dict, released_available: dict[str, bool]) -> dict:
     }
 
 
+def _has_comparisons(table: dict) -> bool:
+    return bool(table.get("reference")) and not all("pending" in r for r in table["rows"])
+
+
 def plot_files(cfg: dict) -> dict[str, str]:
     """{figure name: file name} of every figure make_plots draws (the plots rule's outputs)."""
     names = ["fid_lpips_per_style"]
     names += [f"metrics_per_style_{t}" for t, table in cfg["tables"].items()
               if not all("pending" in r for r in table["rows"])]
+    names += [f"paired_{t}" for t, table in cfg["tables"].items() if _has_comparisons(table)]
     names += ["metrics_by_attribute", "training_curves", "grid_methods", "grid_ablation", "grid_dog", "grid_styles"]
     return {n: f"{n}.png" for n in names}

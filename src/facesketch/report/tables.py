@@ -351,7 +351,7 @@ def table_spec(cfg: dict, released_available: dict[str, bool]) -> dict:
     from facesketch.config import run_variants
 
     return {"name": cfg["name"], "tables": cfg["tables"], "metrics": cfg["metrics"],
-            "run_variants": run_variants(cfg),
+            "statistics": cfg.get("statistics", {}), "run_variants": run_variants(cfg),
             "released": {k: {"path": v["path"], "available": released_available.get(k, False)}
                          for k, v in cfg.get("released", {}).items()}}
 
