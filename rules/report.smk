@@ -85,6 +85,8 @@ rule study_summary:
                       subcategory="User study (HIDA Figure 5)"),
         answers=f"{RES}/study/answers.parquet",
         preferences=f"{RES}/study/preferences.parquet",
+    conda:
+        "../envs/report.yaml"
     log:
         f"{LOGS}/study_summary.log",
     shell:
