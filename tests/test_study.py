@@ -106,6 +106,14 @@ def test_concurrent_answers_lose_nothing(server):
     assert len(answers) == len(participants) * len(info["items"])
     for r in answers.itertuples():
         assert r.choice == shown_order(METHODS, r.participant, r.item)[r.item % len(METHODS)]
+    # a repeated submission (reload of a POST, double click) records nothing twice
+    assert _status(f"{base}/p/p0/answer", b"item=0&position=1&shown_at=0") == 200
+    assert len(store.all_answers(folder)) == len(answers)
+    from facesketch.cli import main
+
+    assert main(["study", "summary", str(folder)]) == 0
+    pref = pd.read_parquet(folder / "preferences.parquet")
+    assert pref.mean_pct.sum() == pytest.approx(100) and (pref.n_participants == 6).all()
 
 
 def _browser():
