@@ -136,10 +136,19 @@ def test_two_participants_in_headless_chromium(server, tmp_path):
     by_image = {k: m for it in info["items"] for m, k in it["results"].items()}
     chosen: dict[tuple[str, int], str] = {}
 
+    def click_and_wait(driver, element):
+        """Click a submit button and wait for the next page to replace this one."""
+        from selenium.webdriver.support import expected_conditions as ec
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        element.click()
+        WebDriverWait(driver, 20).until(ec.staleness_of(element))
+        WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
     def start(driver, who):
         driver.get(base + "/")
         driver.find_element(By.ID, "participant").send_keys(who)
-        driver.find_element(By.ID, "start").click()
+        click_and_wait(driver, driver.find_element(By.ID, "start"))
 
     def progress(driver) -> int:
         return int(driver.find_element(By.ID, "progress").text.split()[1])
@@ -152,7 +161,7 @@ def test_two_participants_in_headless_chromium(server, tmp_path):
         # every image on the page really loaded from the server
         assert all(driver.execute_script("return arguments[0].naturalWidth", img) == 32 for img in imgs)
         chosen[(who, item)] = shown[position]
-        driver.find_element(By.ID, f"choice-{position}").click()
+        click_and_wait(driver, driver.find_element(By.ID, f"choice-{position}"))
 
     alice, bob = _browser(), _browser()
     try:

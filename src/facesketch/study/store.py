@@ -43,9 +43,10 @@ def load_study(folder: Path) -> dict:
 
 def connect(folder: Path) -> sqlite3.Connection:
     con = sqlite3.connect(Path(folder) / DB_FILE, timeout=30, isolation_level=None)
-    con.execute("PRAGMA journal_mode=WAL")
+    if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # persistent: set once, by the first connection
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute(SCHEMA)
     con.execute("PRAGMA synchronous=FULL")
-    con.execute(SCHEMA)
     return con
 
 
