@@ -61,8 +61,23 @@ def _why_empty(part: pd.DataFrame, metric: str) -> str:
     return f"{metric}: no results. " + "; ".join(f"{', '.join(ls)}: {r}" for r, ls in by_reason.items())
 
 
+def _interval_bars(ax, ok: pd.DataFrame, present: list[str]) -> None:
+    """The cells' 95% intervals on seaborn's bars (one bar container per method, styles in order)."""
+    if "ours_lo" not in ok or len(ax.containers) != len(present):
+        return
+    cells = ok.set_index(["label", "style"])
+    for label, bars in zip(present, ax.containers):
+        for style, bar in zip(STYLES, bars):
+            if (label, style) not in cells.index:
+                continue
+            r = cells.loc[(label, style)]
+            if np.isfinite(r.ours_lo) and np.isfinite(r.ours_hi):
+                ax.errorbar(bar.get_x() + bar.get_width() / 2, r.ours, fmt="none", ecolor="#333", capsize=2, lw=0.8,
+                            yerr=[[r.ours - r.ours_lo], [r.ours_hi - r.ours]])
+
+
 def metric_bars(long: pd.DataFrame, table: dict, metrics: list[str], path: Path, title: str) -> Path:
-    """One panel per metric: bars per style (x) and method (hue), paper values as markers."""
+    """One panel per metric: bars per style (x) and method (hue) with their 95% intervals."""
     plt, sns = _plt()
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics) + 1.5, 3.8), squeeze=False)
     labels = [r["label"] for r in table["rows"]]
@@ -81,6 +96,7 @@ def metric_bars(long: pd.DataFrame, table: dict, metrics: list[str], path: Path,
         present = [lab for lab in labels if lab in set(ok.label)]
         sns.barplot(data=ok, x="style", y="ours", hue="label", order=list(STYLES), hue_order=present,
                     palette=palette, ax=ax, errorbar=None)
+        _interval_bars(ax, ok, present)
         missing = sorted(set(labels) - set(ok.label))
         if missing:
             ax.set_xlabel("style\n" + "\n".join(textwrap.wrap("no result: " + ", ".join(missing), 60)),
