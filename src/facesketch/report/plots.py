@@ -115,8 +115,8 @@ def paired_differences(long: pd.DataFrame, table: dict, path: Path, title: str) 
     bootstrap interval, one panel per metric; filled markers are significant after Holm."""
     plt, _ = _plt()
     metrics = table["metrics"]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics) + 1.5, 0.45 * len(table["rows"]) + 1.8),
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.8 * len(metrics) + 3.0, 0.45 * len(table["rows"]) + 1.8),
+                             squeeze=False, sharey=True)
     part = long[(long["style"] == "all") & (long.vs != "")] if "vs" in long else long.iloc[0:0]
     labels = [r["label"] for r in table["rows"] if r["label"] in set(part.label)]
     for ax, metric in zip(axes[0], metrics):
@@ -127,16 +127,19 @@ def paired_differences(long: pd.DataFrame, table: dict, path: Path, title: str) 
         ok = [lab for lab in labels if lab in m.index and np.isfinite(m.loc[lab, "ref_diff"])]
         if not ok:
             _note(ax, f"{metric}: no paired differences (no results for these rows in this run)")
-            ax.set_yticks([])
             continue
-        for y, lab in enumerate(ok):
-            r = m.loc[lab]
+        for lab in ok:
+            y, r = labels.index(lab), m.loc[lab]
             ax.errorbar(r.ref_diff, y, xerr=[[r.ref_diff - r.ref_lo], [r.ref_hi - r.ref_diff]], fmt="o",
                         color="#c44e52" if r.ref_sig else "#4c72b0", mfc="#c44e52" if r.ref_sig else "white",
                         capsize=3)
-        ax.set_yticks(range(len(ok)), [f"{lab} − {m.loc[lab, 'vs']}" for lab in ok], fontsize=8)
-        ax.invert_yaxis()
         ax.set_xlabel("difference, 95% interval")
+    if labels:
+        vs = part.drop_duplicates("label").set_index("label").vs
+        axes[0, 0].set_yticks(range(len(labels)), [f"{lab} − {vs[lab]}" for lab in labels], fontsize=8)
+        axes[0, 0].set_ylim(len(labels) - 0.5, -0.5)
+    else:
+        axes[0, 0].set_yticks([])
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
