@@ -52,6 +52,7 @@ RELEASED = [n for n, ok in RELEASED_AVAILABLE.items() if ok]
 DEVICE = CFG["device"]
 TABLES = list(CFG["tables"])
 PLOTS = plot_files(CFG)
+STUDY = CFG["report"].get("study")  # a folder from `facesketch study create`, or None
 
 
 wildcard_constraints:

@@ -69,7 +69,33 @@ rule plots:
         "facesketch plots --spec {params.spec} --results {params.results} --manifest {input.manifest} --out {params.out} 2> {log}"
 
 
+rule study_summary:
+    """The user study's Figure 5 and answers (report.study: a folder from `facesketch study create`)."""
+    input:
+        study=f"{STUDY}/study.json" if STUDY else [],
+        answers=f"{STUDY}/answers.sqlite" if STUDY else [],
+    output:
+        figure=report(
+            f"{RES}/study/figure5.png",
+            caption="report/study.rst",
+            category="Beyond the papers",
+            subcategory="User study (HIDA Figure 5)",
+        ),
+        answers=f"{RES}/study/answers.parquet",
+        preferences=f"{RES}/study/preferences.parquet",
+    log:
+        f"{LOGS}/study_summary.log",
+    conda:
+        "../envs/report.yaml"
+    params:
+        study=lambda w, input: parent(input.study),
+        out=lambda w, output: parent(output.answers),
+    shell:
+        "facesketch study summary {params.study:q} --out {params.out} 2> {log}"
+
+
 rule report_all:
     input:
         rules.tables.output,
         rules.plots.output,
+        rules.study_summary.output if STUDY else [],

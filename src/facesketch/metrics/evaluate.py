@@ -1,10 +1,12 @@
 """Scoring sketches under the FS2K protocol into one Parquet of per-image values.
 
 Rows: variant, seed, style_asked, style_gt, image_id, metric, value, scope ('image', or 'set'
-for FID, which is a property of a set: per seed and style, and per seed over all styles),
-n_images, reason. A value that cannot be computed (an unreadable or missing result, weights
-that are not installed when ``metrics.allow_missing`` is true) is NaN with the reason, so one
-bad image never silently shifts a mean and never stops the others being scored.
+for FID and KID, properties of a set: per seed and style, and per seed over all styles; or
+'set_boot' for their bootstrap replicates over resamplings of the generated set, numbered in
+``replicate``, -1 elsewhere), n_images, reason, replicate. A value that cannot be computed
+(an unreadable or missing result, weights that are not installed when ``metrics.allow_missing``
+is true) is NaN with the reason, so one bad image never silently shifts a mean and never stops
+the others being scored.
 
 SCOOT, SSIM, MS-SSIM and FSIM run in a process pool (one process per core, one thread each);
 LPIPS and FID run batched on the device.
@@ -32,9 +34,10 @@ from facesketch.progress import progress
 log = logging.getLogger(__name__)
 
 CPU_METRICS = ("SCOOT", "SSIM", "MS-SSIM", "FSIM")
-LOWER_IS_BETTER = {"FID", "LPIPS"}
+LOWER_IS_BETTER = {"FID", "KID", "LPIPS"}
+SET_METRICS = ("FID", "KID")
 COLUMNS = ["variant", "seed", "style_asked", "style_gt", "image_id", "metric", "value", "scope", "n_images", "reason",
-           "n_expected"]
+           "replicate", "n_expected"]
 
 
 @dataclass(frozen=True)
@@ -156,12 +159,14 @@ def _images(jobs: list[Job]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
 
 
 def network_metrics(jobs: list[Job], groups: dict[tuple, list[int]], names, weights_dir: Path, allow_missing: bool,
-                    device, batch_size: int, cache: Path | None) -> tuple[list[tuple], list[dict]]:
-    """LPIPS per image and FID per group of keys: (image rows, set rows)."""
+                    device, batch_size: int, cache: Path | None, n_boot: int = 0) -> tuple[list[tuple], list[dict]]:
+    """LPIPS per image, FID and KID (and ``n_boot`` bootstrap replicates of each) per group of
+    keys: (image rows, set rows). Groups' members are in test-image order, so replicate b of
+    two methods scored on the same images resampled the same images (facesketch.report.stats)."""
     import torch
 
     image_rows, set_rows = [], []
-    want_lpips, want_fid = "LPIPS" in names, "FID" in names
+    want_lpips, want_fid = "LPIPS" in names, any(m in names for m in SET_METRICS)
     if not (want_lpips or want_fid):
         return image_rows, set_rows
     pairs = _images(jobs)
@@ -182,23 +187,31 @@ def network_metrics(jobs: list[Job], groups: dict[tuple, list[int]], names, weig
                     image_rows.append((k, "LPIPS", float(net(to_t(res).to(device), to_t(gt).to(device)).item()), ""))
     if want_fid:
         from facesketch.metrics.fid import fid_from_features, inception_features
+        from facesketch.metrics.kid import kid, set_replicates
         from facesketch.metrics.networks import load_fid_inception
 
+        set_names = [m for m in SET_METRICS if m in names]
         net, reason = _network("FID", load_fid_inception, weights_dir, allow_missing, device)
         keys = [k for k in (j.key for j in jobs) if k in pairs]
         if net is None:
             for g, members in groups.items():
-                set_rows.append({"group": g, "value": float("nan"), "n": len(members), "reason": reason,
-                                 "expected": len(members)})
+                set_rows += [{"group": g, "metric": m, "value": float("nan"), "n": len(members),
+                              "reason": reason.replace("FID", m, 1), "expected": len(members)} for m in set_names]
         else:
             fake = dict(zip(keys, inception_features(net, [pairs[k][0] for k in keys], device, batch_size)))
             real = _real_features(net, jobs, pairs, keys, device, batch_size, cache)
-            for g, members in groups.items():
+            for g, members in progress(list(groups.items()), desc="FID/KID and bootstrap", unit="set"):
                 ok = [k for k in members if k in fake]
-                value = fid_from_features(np.stack([real[k] for k in ok]) if ok else np.zeros((0, 2048)),
-                                          np.stack([fake[k] for k in ok]) if ok else np.zeros((0, 2048)))
-                why = "" if np.isfinite(value) else f"FID needs at least 2 images, the set has {len(ok)}"
-                set_rows.append({"group": g, "value": value, "n": len(ok), "reason": why, "expected": len(members)})
+                r = np.stack([real[k] for k in ok]) if ok else np.zeros((0, 2048))
+                f = np.stack([fake[k] for k in ok]) if ok else np.zeros((0, 2048))
+                value = {"FID": fid_from_features(r, f), "KID": kid(r, f)}
+                why = "" if len(ok) >= 2 else f"needs at least 2 images, the set has {len(ok)}"
+                reps = set_replicates(r, f, n_boot) if n_boot and len(ok) >= 2 else {}
+                for m in set_names:
+                    set_rows.append({"group": g, "metric": m, "value": value[m], "n": len(ok),
+                                     "reason": f"{m} {why}" if why else "", "expected": len(members)})
+                    set_rows += [{"group": g, "metric": m, "value": float(v), "n": len(ok), "reason": "",
+                                  "replicate": b, "expected": len(members)} for b, v in enumerate(reps.get(m, []))]
     return image_rows, set_rows
 
 
@@ -272,24 +285,26 @@ def score(items: pd.DataFrame, manifest: pd.DataFrame, metrics: dict, weights_di
         groups.setdefault((it.variant, it.seed, "all", "all"), []).append(k)
     results = cpu_metrics(jobs, names)
     image_rows, set_rows = network_metrics(jobs, groups, names, weights_dir, metrics.get("allow_missing", False),
-                                           device, metrics.get("batch_size", 25), cache)
+                                           device, metrics.get("batch_size", 25), cache, metrics.get("bootstrap", 200))
     records = []
     for key, metric, value, reason in results + image_rows:
         it = items.iloc[key]
         records.append({"variant": it.variant, "seed": int(it.seed), "style_asked": it.style_asked,
                         "style_gt": style_gt[key], "image_id": it.image_id, "metric": metric, "value": value,
-                        "scope": "image", "n_images": 1, "reason": reason, "n_expected": 1})
+                        "scope": "image", "n_images": 1, "reason": reason, "replicate": -1, "n_expected": 1})
     for s in set_rows:
         variant, seed, asked, gt = s["group"]
+        rep = s.get("replicate", -1)
         records.append({"variant": variant, "seed": int(seed), "style_asked": asked, "style_gt": gt, "image_id": "",
-                        "metric": "FID", "value": s["value"], "scope": "set", "n_images": s["n"],
-                        "reason": s["reason"], "n_expected": s["expected"]})
+                        "metric": s["metric"], "value": s["value"], "scope": "set" if rep < 0 else "set_boot",
+                        "n_images": s["n"], "reason": s["reason"], "replicate": rep,
+                        "n_expected": s["expected"]})
     df = pd.DataFrame(records, columns=COLUMNS)
     bad = df[(df.scope == "image") & df.value.isna()]
     if len(bad):
         log.warning("%d per-image values could not be computed (see the reason column), e.g. %s: %s",
                     len(bad), bad.image_id.iloc[0], bad.reason.iloc[0])
-    return df.sort_values(["variant", "seed", "metric", "style_gt", "image_id"]).reset_index(drop=True)
+    return df.sort_values(["variant", "seed", "metric", "style_gt", "image_id", "replicate"]).reset_index(drop=True)
 
 
 def score_variant(spec: dict, manifest_path: Path, sample_dirs: list[Path], out: Path, weights_dir: Path,

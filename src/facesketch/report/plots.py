@@ -88,9 +88,20 @@ def style_ticks(part: pd.DataFrame, metric: str) -> list[str]:
     return ticks
 
 
+def _error_bars(cells: pd.DataFrame) -> np.ndarray:
+    """(2, n) lower/upper error lengths: the cells' 95% intervals where the tables computed them,
+    else one std over seeds; 0 where neither is finite."""
+    v = cells["ours"].to_numpy(dtype=float)
+    if "ours_lo" in cells and "ours_hi" in cells:
+        lo, hi = v - cells["ours_lo"].to_numpy(dtype=float), cells["ours_hi"].to_numpy(dtype=float) - v
+    else:
+        lo = hi = cells["ours_std"].to_numpy(dtype=float)
+    return np.nan_to_num(np.stack([lo, hi]), nan=0.0).clip(min=0.0)
+
+
 def metric_bars(long: pd.DataFrame, table: dict, metrics: list[str], path: Path, title: str) -> Path:
     """One panel per metric: bars per style and over all styles (x) and method (colour), with
-    ± one std over seeds where there are several, and the paper's value (all styles) as a black
+    their 95% intervals (or ± one std over seeds), and the paper's value (all styles) as a black
     tick on its method's bar. Only methods with results appear, in bars and legend."""
     plt, sns = _plt()
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics) + 1.5, 3.8), squeeze=False)
@@ -113,9 +124,8 @@ def metric_bars(long: pd.DataFrame, table: dict, metrics: list[str], path: Path,
             rows = ok[ok.label == label].drop_duplicates("style").set_index("style")
             xs = [j + (k - (len(present) - 1) / 2) * width for j, sc in enumerate(SCOPE_ORDER) if sc in rows.index]
             scopes = [sc for sc in SCOPE_ORDER if sc in rows.index]
-            std = rows.loc[scopes, "ours_std"].to_numpy(dtype=float)
             ax.bar(xs, rows.loc[scopes, "ours"], width=width * 0.95, color=palette[label],
-                   yerr=np.where(np.isfinite(std), std, 0.0), capsize=2, error_kw={"elinewidth": 0.8})
+                   yerr=_error_bars(rows.loc[scopes]), capsize=2, error_kw={"elinewidth": 0.8})
             if "all" in rows.index and np.isfinite(rows.loc["all", "paper"]):
                 ax.plot([xs[-1]], [rows.loc["all", "paper"]], marker="_", color="black", markersize=14, mew=2)
                 paper_drawn = True
@@ -133,6 +143,41 @@ def metric_bars(long: pd.DataFrame, table: dict, metrics: list[str], path: Path,
     if handles:
         fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), title="method", fontsize=8)
     fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def paired_differences(long: pd.DataFrame, table: dict, path: Path, title: str) -> Path:
+    """Beyond the papers: each row minus its reference row (all styles), with the paired 95%
+    bootstrap interval, one panel per metric; filled markers are significant after Holm."""
+    plt, _ = _plt()
+    metrics = table["metrics"]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.8 * len(metrics) + 3.0, 0.45 * len(table["rows"]) + 1.8),
+                             squeeze=False, sharey=True)
+    part = long[(long["style"] == "all") & (long.vs != "")] if "vs" in long else long.iloc[0:0]
+    labels = [r["label"] for r in table["rows"] if r["label"] in set(part.label)]
+    for ax, metric in zip(axes[0], metrics):
+        m = part[part.metric == metric].set_index("label")
+        better = "lower" if metric in LOWER_IS_BETTER else "higher"
+        ax.set_title(f"{metric} ({better} is better)", fontsize=9)
+        ax.axvline(0, color="#888", lw=1)
+        ok = [lab for lab in labels if lab in m.index and np.isfinite(m.loc[lab, "ref_diff"])]
+        if not ok:
+            _note(ax, f"{metric}: no paired differences (no results for these rows in this run)")
+            continue
+        for lab in ok:
+            y, r = labels.index(lab), m.loc[lab]
+            ax.errorbar(r.ref_diff, y, xerr=[[r.ref_diff - r.ref_lo], [r.ref_hi - r.ref_diff]], fmt="o",
+                        color="#c44e52" if r.ref_sig else "#4c72b0", mfc="#c44e52" if r.ref_sig else "white",
+                        capsize=3)
+        ax.set_xlabel("difference, 95% interval")
+    if labels:
+        vs = part.drop_duplicates("label").set_index("label").vs
+        axes[0, 0].set_yticks(range(len(labels)), [f"{lab} − {vs[lab]}" for lab in labels], fontsize=8)
+        axes[0, 0].set_ylim(len(labels) - 0.5, -0.5)
+    else:
+        axes[0, 0].set_yticks([])
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -283,6 +328,12 @@ def make_plots(spec: dict, results: Path, manifest_path: Path, out: Path) -> lis
             continue
         made.append(metric_bars(long[long.table == tname], table, table["metrics"],
                                 out / f"metrics_per_style_{tname}.png", table["title"] + " — per style"))
+    for tname, table in spec["tables"].items():
+        if _has_comparisons(table):
+            ref = "the row above" if table["reference"] == "previous" else table["reference"]
+            made.append(paired_differences(long[long.table == tname], table, out / f"paired_{tname}.png",
+                                           f"{table['title']}: each row minus {ref} "
+                                           "(paired bootstrap; filled = significant, Holm)"))
     attributes = results / "tables" / "attributes.parquet"
     labels = variant_labels(spec["tables"])  # figures name methods as the tables do
     by_attribute = pd.read_parquet(attributes) if attributes.is_file() else pd.DataFrame()
@@ -354,10 +405,15 @@ def plot_spec(cfg: dict, released_available: dict[str, bool]) -> dict:
     }
 
 
+def _has_comparisons(table: dict) -> bool:
+    return bool(table.get("reference")) and not all("pending" in r for r in table["rows"])
+
+
 def plot_files(cfg: dict) -> dict[str, str]:
     """{figure name: file name} of every figure make_plots draws (the plots rule's outputs)."""
     names = ["fid_lpips_per_style"]
     names += [f"metrics_per_style_{t}" for t, table in cfg["tables"].items()
               if not all("pending" in r for r in table["rows"])]
+    names += [f"paired_{t}" for t, table in cfg["tables"].items() if _has_comparisons(table)]
     names += ["metrics_by_attribute", "training_curves", "grid_methods", "grid_ablation", "grid_dog", "grid_styles"]
     return {n: f"{n}.png" for n in names}

@@ -8,8 +8,10 @@ A row without results says why (not in this run, not trained yet, weights missin
 folder absent) instead of showing a blank or a zero.
 
 Aggregation: image metrics are averaged over the test images of a style (or all of them) for
-each seed, then over seeds (mean and standard deviation); FID is computed on each seed's set
-(facesketch.metrics.evaluate) and averaged over seeds.
+each seed, then over seeds (mean and standard deviation); FID and KID are computed on each
+seed's set (facesketch.metrics.evaluate) and averaged over seeds. Every cell also carries a 95%
+interval (ours_lo, ours_hi; shown as value ± half its width) and, where the table names a
+``reference`` row, a paired comparison with it (facesketch.report.uncertainty).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from facesketch.metrics.evaluate import LOWER_IS_BETTER
 
 log = logging.getLogger(__name__)
 SCOPES = ("all",) + STYLES
-DECIMALS = {"FID": 2}
+DECIMALS = {"FID": 2, "KID": 4}
+SIGNIFICANT = "†"  # after a cell whose paired difference from the reference row is significant (Holm)
 
 
 def load_metrics(files: list[Path]) -> pd.DataFrame:
@@ -40,11 +43,23 @@ def load_metrics(files: list[Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def aggregate(df: pd.DataFrame, source: str, metric: str, scope: str) -> dict:
-    """{value, std, n_images, n_seeds, reason, n_used, n_expected} of one method, metric and style
+def aggregate(df: pd.DataFrame, source: str, metric: str, scope: str, statistics: dict | None = None) -> dict:
+    """{value, std, lo, hi, n_images, n_seeds, reason, n_used, n_expected} of one method, metric and style
     scope; n_used/n_expected: the images the fewest-imaged seed averaged, of the test images expected."""
+    agg = _aggregate(df, source, metric, scope)
+    agg["lo"] = agg["hi"] = math.nan
+    if np.isfinite(agg["value"]):
+        from facesketch.report.uncertainty import cell_interval
+
+        st = statistics or {}
+        agg["lo"], agg["hi"] = cell_interval(df, source, metric, scope, int(st.get("replicates", 2000)),
+                                             float(st.get("alpha", 0.05)))
+    return agg
+
+
+def _aggregate(df: pd.DataFrame, source: str, metric: str, scope: str) -> dict:
     d = df[(df.variant == source) & (df.metric == metric)]
-    if metric == "FID":
+    if metric in ("FID", "KID"):
         d = d[(d.scope == "set") & (d.style_gt == scope)]
         per_seed = d.groupby("seed").value.first()
         n_images = int(d.n_images.max()) if len(d) else 0
@@ -100,13 +115,14 @@ def build_long(spec: dict, metrics: pd.DataFrame) -> pd.DataFrame:
                 paper = row.get("paper", {}).get(metric)
                 for scope in SCOPES:
                     if source is None:
-                        agg = {"value": math.nan, "std": math.nan, "n_images": 0, "n_seeds": 0, "reason": why,
-                               "n_used": 0, "n_expected": 0}
+                        agg = {"value": math.nan, "std": math.nan, "lo": math.nan, "hi": math.nan, "n_images": 0,
+                               "n_seeds": 0, "reason": why, "n_used": 0, "n_expected": 0}
                     else:
-                        agg = aggregate(metrics, source, metric, scope)
+                        agg = aggregate(metrics, source, metric, scope, spec.get("statistics"))
                     records.append({
                         "table": tname, "row": i, "label": row["label"], "source": source or "", "metric": metric,
                         "style": scope, "ours": agg["value"], "ours_std": agg["std"],
+                        "ours_lo": agg["lo"], "ours_hi": agg["hi"],
                         "paper": paper if scope == "all" and paper is not None else math.nan,
                         "n_images": agg["n_images"], "n_seeds": agg["n_seeds"], "reason": agg["reason"],
                         "n_used": agg["n_used"], "n_expected": agg["n_expected"]})
@@ -121,7 +137,9 @@ def build_long(spec: dict, metrics: pd.DataFrame) -> pd.DataFrame:
         order = ok.ours.sort_values(ascending=part.metric.iloc[0] in LOWER_IS_BETTER)
         for rank, j in enumerate(order.index[:2], start=1):
             df.loc[j, "rank"] = rank
-    return df
+    from facesketch.report.uncertainty import add_comparisons
+
+    return add_comparisons(spec, metrics, df)
 
 
 def _fmt(v: float, metric: str, dash: str = "—") -> str:
@@ -137,11 +155,21 @@ def count_note(n_used: int, n_expected: int) -> str:
     return ""
 
 
-def _cell(r, mark, pm: str = "±", dash: str = "—") -> str:
-    """'ours [± std] [(n/N)] / paper (diff)', ours passed through mark(text, rank) when ranked 1 or 2."""
+def _value_text(r, pm: str = "±", dash: str = "—") -> str:
+    """'value ± half-width of the 95% interval' (the value alone when there is no interval),
+    then the significance mark: every table format builds its cell's number here."""
     ours = _fmt(r.ours, r.metric, dash)
-    if np.isfinite(r.ours) and np.isfinite(r.ours_std):
-        ours += f" {pm} {_fmt(r.ours_std, r.metric, dash)}"
+    lo, hi = r.get("ours_lo", math.nan), r.get("ours_hi", math.nan)
+    if np.isfinite(r.ours) and np.isfinite(lo) and np.isfinite(hi):
+        ours += f" {pm} {_fmt((hi - lo) / 2, r.metric, dash)}"
+    if bool(r.get("ref_sig", False)):
+        ours += SIGNIFICANT
+    return ours
+
+
+def _cell(r, mark, pm: str = "±", dash: str = "—") -> str:
+    """'ours [± half-width][†] / paper (diff)', ours passed through mark(text, rank) when ranked 1 or 2."""
+    ours = _value_text(r, pm, dash)
     if r["rank"] in (1, 2) and np.isfinite(r.ours):
         ours = mark(ours, r["rank"])
     if np.isfinite(r.ours):
@@ -160,8 +188,10 @@ def caption(spec: dict, table: dict, part: pd.DataFrame, scope: str) -> str:
                else "ground-truth crop at the archive's resolution, results resized to it (FS2K toolbox)")
     arrows = ", ".join(f"{x} {'↓' if x in LOWER_IS_BETTER else '↑'}" for x in table["metrics"])
     text = (f"{table['title']} — {'all styles' if scope == 'all' else scope}. Source: {table.get('source', '')}. "
-            f"Cells: ours [± std over seeds] [(images averaged/test images), when fewer] / paper (ours − paper); "
-            f"**best**, _second_ of ours per column. "
+            f"Cells: ours ± half the width of its 95% interval (bootstrap over test images{_seeds_text(n_seed)}; "
+            f"FID and KID by resampling the generated set's features) "
+            f"[(images averaged/test images), when fewer] / paper (ours − paper); "
+            f"**best**, _second_ of ours per column{_reference_text(table)}. "
             f"{arrows}. Protocol: grey (MATLAB rgb2gray), {framing}, MATLAB bicubic resize; "
             f"up to {n_img} test images and {n_seed} seed(s) per row. Run: {spec.get('name', '')}.")
     if table.get("note"):
@@ -198,6 +228,19 @@ def training_notes(spec: dict, table: dict, part: pd.DataFrame, scope: str) -> s
                      "(about 125 for two samples of one distribution at n = 46, 12 at n = 1000); "
                      "compare only at equal n.")
     return text
+
+
+def _seeds_text(n_seed: int) -> str:
+    return f" and {n_seed} seeds, hierarchically" if n_seed > 1 else ""
+
+
+def _reference_text(table: dict) -> str:
+    ref = table.get("reference")
+    if not ref:
+        return ""
+    against = "the row above it" if ref == "previous" else f"{ref}"
+    return (f"; {SIGNIFICANT} = differs from {against} on the same test images (paired bootstrap, "
+            "Holm-corrected over the table, p < 0.05)")
 
 
 def _notes(table: dict, part: pd.DataFrame) -> dict[str, list[str]]:
@@ -244,7 +287,8 @@ def _markup(text: str, bold: tuple[str, str], italic: tuple[str, str]) -> str:
 
 def _latex_escape(s: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                 ("±", r"$\pm$"), ("—", "--"), ("−", "-"), ("↓", r"$\downarrow$"), ("↑", r"$\uparrow$"),
+                 ("±", r"$\pm$"), (SIGNIFICANT, r"$^\dagger$"), ("—", "--"), ("−", "-"),
+                 ("↓", r"$\downarrow$"), ("↑", r"$\uparrow$"),
                  ("*", "")):
         s = s.replace(a, b)
     return s
@@ -260,7 +304,7 @@ def to_latex(spec: dict, tname: str, long: pd.DataFrame) -> str:
              r"\toprule", f"Method & {head} \\\\", r"\midrule"]
     for i, row in enumerate(table["rows"]):
         cells = [_cell(part[(part.row == i) & (part.metric == m)].iloc[0], mark, pm=r"$\pm$", dash="--")
-                 for m in cols]
+                 .replace(SIGNIFICANT, r"$^\dagger$") for m in cols]
         lines.append(_latex_escape(row["label"]) + " & " + " & ".join(cells) + r" \\")
     cap = _markup(caption(spec, table, part, "all"), ("\x01", "\x02"), ("\x03", "\x04"))  # survive escaping
     cap = _latex_escape(cap).translate({1: r"\textbf{", 2: "}", 3: r"\textit{", 4: "}"})
@@ -419,6 +463,7 @@ def table_spec(cfg: dict, released_available: dict[str, bool]) -> dict:
 
     missing = pretrained_missing(cfg, weights_dir(cfg))
     return {"name": cfg["name"], "tables": cfg["tables"], "metrics": cfg["metrics"],
+            "statistics": cfg.get("statistics", {}),
             "run_variants": [v for v in run_variants(cfg) if v not in missing], "weights_missing": missing,
             "variant_info": {v: {"precision": s.get("precision", "fp32"), "select": s.get("select", "final")}
                              for v, s in cfg["resolved"].items()},

@@ -1,0 +1,118 @@
+"""Intervals, KID and paired comparisons (facesketch.report.stats, facesketch.metrics.kid)."""
+
+import numpy as np
+import pytest
+
+from facesketch.metrics import kid
+from facesketch.report import stats
+
+
+def test_bootstrap_interval_covers_true_mean_about_95_percent():
+    # per-image values from a skewed distribution with a known mean (gamma(2, 0.1): mean 0.2)
+    rng = np.random.default_rng(1)
+    hits, trials = 0, 400
+    for _ in range(trials):
+        values = rng.gamma(2.0, 0.1, size=60)
+        lo, hi = stats.percentile_interval(stats.mean_replicates([values], n_boot=400, rng=rng))
+        hits += lo <= 0.2 <= hi
+    coverage = hits / trials
+    # binomial sd at 95% and 400 trials is 1.1%; percentile intervals run slightly narrow at n=60
+    assert 0.90 <= coverage <= 0.985, coverage
+
+
+def test_hierarchical_interval_widens_with_seed_to_seed_spread():
+    rng = np.random.default_rng(2)
+    base = rng.normal(0.5, 0.05, 100)
+    same = [base + rng.normal(0, 0.001, 100) for _ in range(3)]
+    spread = [base + off for off in (-0.1, 0.0, 0.1)]
+    w_same = np.diff(stats.percentile_interval(stats.mean_replicates(same, 1000)))[0]
+    w_spread = np.diff(stats.percentile_interval(stats.mean_replicates(spread, 1000)))[0]
+    assert w_spread > 3 * w_same
+
+
+def _kid_loops(x, y):
+    """Independent, slow U-statistic of MMD^2 with (x.y/d + 1)^3."""
+    d = x.shape[1]
+    k = lambda a, b: (a @ b / d + 1) ** 3  # noqa: E731
+    m, n = len(x), len(y)
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n)
+    return xx + yy - 2 * xy
+
+
+def test_kid_matches_the_u_statistic_by_loops():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(12, 5)), rng.normal(0.3, 1.0, size=(9, 5))
+    assert kid.kid(x, y) == pytest.approx(_kid_loops(x, y), rel=1e-10)
+
+
+def test_kid_near_zero_for_one_distribution_while_fid_is_not():
+    from facesketch.metrics.fid import fid_from_features
+
+    rng = np.random.default_rng(4)
+    d = 64
+    fids, kids = [], []
+    for _ in range(20):
+        a, b = rng.random((40, d)), rng.random((40, d))  # two samples of one distribution
+        fids.append(fid_from_features(a, b))
+        kids.append(kid.kid(a, b))
+    # FID's small-sample bias: clearly positive although the distributions are equal
+    assert np.mean(fids) > 0.5
+    # KID is unbiased: its mean over repetitions is within sampling error of 0
+    assert abs(np.mean(kids)) < 3 * np.std(kids) / np.sqrt(len(kids))
+    # and a real shift is detected
+    assert kid.kid(rng.random((40, d)), rng.random((40, d)) + 0.3) > 10 * np.std(kids)
+
+
+def test_fast_frechet_matches_pytorch_fid():
+    from facesketch.metrics.fid import fid_from_features
+
+    rng = np.random.default_rng(5)
+    real, fake = rng.normal(size=(50, 30)), rng.normal(0.2, 1.1, size=(20, 30))
+    fr = kid.FrechetReplicates(real, fake)
+    assert fr.fid() == pytest.approx(fid_from_features(real, fake), rel=1e-6)
+    idx = rng.integers(0, 20, 20)
+    assert fr.fid(idx) == pytest.approx(fid_from_features(real, fake[idx]), rel=1e-5)
+
+
+def test_set_replicates_pair_by_index():
+    rng = np.random.default_rng(6)
+    real, fake = rng.normal(size=(15, 8)), rng.normal(size=(15, 8))
+    a = kid.set_replicates(real, fake, 5, seed=0)
+    b = kid.set_replicates(real, fake, 5, seed=0)
+    assert np.array_equal(a["FID"], b["FID"]) and np.array_equal(a["KID"], b["KID"])
+    assert np.std(a["FID"]) > 0
+
+
+def test_paired_test_finds_a_constructed_difference_and_not_a_null_one():
+    rng = np.random.default_rng(7)
+    n = 80
+    difficulty = rng.normal(0.5, 0.2, n)  # per-image difficulty shared by both methods
+    b = [difficulty + rng.normal(0, 0.02, n)]
+    a_better = [difficulty + 0.02 + rng.normal(0, 0.02, n)]
+    res = stats.paired_image_diff(a_better, b)
+    assert res["lo"] > 0 and res["p"] < 0.01
+    assert res["lo"] < 0.02 < res["hi"]
+    # the per-image spread (0.2) would hide 0.02 in an unpaired comparison: the pairing is what finds it
+    wa = stats.percentile_interval(stats.mean_replicates(a_better, 2000))
+    wb = stats.percentile_interval(stats.mean_replicates(b, 2000))
+    assert wa[0] < wb[1]
+    null = stats.paired_image_diff([difficulty + rng.normal(0, 0.02, n)], b)
+    assert null["p"] > 0.05 and null["lo"] < 0 < null["hi"]
+
+
+def test_paired_null_p_values_are_roughly_uniform():
+    rng = np.random.default_rng(8)
+    ps = []
+    for _ in range(200):
+        d = rng.normal(0, 1, 40)
+        ps.append(stats.paired_image_diff([d + rng.normal(0, 1, 40)], [d + rng.normal(0, 1, 40)], n_boot=300)["p"])
+    rejected = np.mean(np.array(ps) < 0.05)
+    assert 0.01 <= rejected <= 0.10, rejected
+
+
+def test_holm_by_hand():
+    # sorted p: 0.01 (x4 = 0.04), 0.02 (x3 = 0.06), 0.03 (x2 = 0.06 by monotonicity), 0.5 (x1)
+    assert stats.holm([0.03, 0.01, 0.5, 0.02, float("nan")])[:4] == pytest.approx([0.06, 0.04, 0.5, 0.06])
+    assert np.isnan(stats.holm([0.03, float("nan")])[1])
