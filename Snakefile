@@ -30,6 +30,7 @@ if not workflow.config_settings.configfiles:
 
     if problem := yaml_problem("config.yaml"):  # Snakemake's own message would not name the file
         sys.exit(f"facesketch: configuration error: {problem}")
+
     configfile: "config.yaml"
 
 

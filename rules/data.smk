@@ -6,6 +6,10 @@
 os.environ["FACESKETCH_FS2K_SOURCE"] = archive_source(CFG) or ""
 
 
+envvars:
+    "FACESKETCH_FS2K_SOURCE",
+
+
 rule fetch_fs2k:
     output:
         f"{FS2K}/FS2K.zip",
@@ -17,7 +21,7 @@ rule fetch_fs2k:
         gdrive=CFG["fs2k"]["gdrive_id"],
         sha=CFG["fs2k"]["sha256"] or "",
     shell:
-        "facesketch fetch --out {output} --source \"${{FACESKETCH_FS2K_SOURCE:-}}\" --gdrive-id {params.gdrive}"
+        'facesketch fetch --out {output} --source "${{FACESKETCH_FS2K_SOURCE:-}}" --gdrive-id {params.gdrive}'
         " --sha256 '{params.sha}' 2> {log}"
 
 

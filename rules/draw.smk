@@ -12,20 +12,20 @@ rule draw_photos:
         model=lambda w: f"{RES}/checkpoints/{w.variant}/{seeds(w.variant)[0]}/model.pt",
     output:
         directory(f"{RES}/draw/{{kind}}/{{variant}}"),
-    wildcard_constraints:
-        kind="faces|scenes",
-    params:
-        options=draw_options,
-        weights=WEIGHTS,
-        device=CFG["device"],
-    resources:
-        gpu=1,
-    conda:
-        "../envs/maps.yaml"
     log:
         f"{LOGS}/draw_{{kind}}_{{variant}}.log",
     benchmark:
         f"{RES}/benchmarks/draw_{{kind}}_{{variant}}.tsv"
+    wildcard_constraints:
+        kind="faces|scenes",
+    conda:
+        "../envs/maps.yaml"
+    resources:
+        gpu=1,
+    params:
+        options=draw_options,
+        weights=WEIGHTS,
+        device=CFG["device"],
     shell:
         "facesketch draw {params.options} --checkpoint {input.model} --out {output} --weights {params.weights}"
         " --device {params.device} --exit-zero 2> {log}"
@@ -35,18 +35,23 @@ rule draw_figure:
     input:
         draw_figure_inputs,
     output:
-        report(f"{RES}/plots/{{figure}}.png", caption="report/draw_figure.rst", category="Figures",
-               subcategory="Drawing any photo (HIDA section 4.6)", labels={"figure": "{figure}"}),
+        report(
+            f"{RES}/plots/{{figure}}.png",
+            caption="report/draw_figure.rst",
+            category="Figures",
+            subcategory="Drawing any photo (HIDA section 4.6)",
+            labels={"figure": "{figure}"},
+        ),
+    log:
+        f"{LOGS}/draw_figure_{{figure}}.log",
     wildcard_constraints:
         figure="|".join(DRAW_KINDS.values()),
+    conda:
+        "../envs/report.yaml"
     params:
         methods=draw_methods,
         rows=CFG["draw"]["grid_rows"],
         title=draw_title,
-    conda:
-        "../envs/report.yaml"
-    log:
-        f"{LOGS}/draw_figure_{{figure}}.log",
     shell:
         "facesketch draw-figure --methods {params.methods} --out {output} --rows {params.rows}"
         " --title {params.title} 2> {log}"

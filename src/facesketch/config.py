@@ -190,7 +190,8 @@ def resolve_variant(cfg: dict, name: str) -> dict:
     body = {k: v for k, v in spec.items() if k != "name"}
     validate(body, "variant_complete", prefix=f"variants.{name}")
     spec.update(body)
-    _check_schedule(spec, f"variants.{name}")
+    if not spec.get("pretrained"):  # imported weights are never trained: their schedule is moot
+        _check_schedule(spec, f"variants.{name}")
     return spec
 
 
