@@ -233,6 +233,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--steps", type=int, default=50 if cuda else 5)
     p.add_argument("--warmup", type=int, default=10 if cuda else 1)
     p.add_argument("--models", nargs="+", default=["pix2pix", "hida_full", "cyclegan_attn"])
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="bf16" if cuda else "fp32",
+                   help="our loop's precision (the variants train in fp32 unless they set precision: bf16)")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "facesketch-train-bench")
     args = p.parse_args(argv)
     device = torch.device("cuda" if cuda else "cpu")
@@ -240,11 +242,13 @@ def main(argv=None) -> list[dict]:
     data = make_data(args.workdir, 16)
     peak = peak_tflops(device)
     print(f"device: {torch.cuda.get_device_name(device) if cuda else f'CPU ({os.cpu_count()} cores)'}; "
-          f"input {args.size}x{args.size}, batch {args.batch}, {args.steps} timed steps after {args.warmup}")
+          f"input {args.size}x{args.size}, batch {args.batch}, {args.steps} timed steps after {args.warmup}; "
+          f"ours in {args.precision}, the reference in fp32")
     rows = []
     for name in args.models:
         spec = copy.deepcopy(cfg["resolved"][name])
         spec["batch_size"] = args.batch
+        spec["precision"] = args.precision
         spec["input"] = {"image": args.size - 6, "pad": max(args.size // 14, 3), "crop": args.size}  # 250/18/256
         ref_spec = dict(spec, precision="fp32", compile=False, channels_last=False)
         ref = reference_loop(ref_spec, data, device, args.steps, args.warmup)
