@@ -297,8 +297,6 @@ def required(cfg: dict) -> list[str]:
                       "lpips_alexnet"]
         if losses.get("normal"):
             names.append("dsine")
-        if cfg["resolved"][v].get("pretrained"):
-            names.append(cfg["resolved"][v]["pretrained"])
     return list(dict.fromkeys(names))
 
 
