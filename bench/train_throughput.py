@@ -262,7 +262,8 @@ def main(argv=None) -> list[dict]:
     cfg = load_config(REPO / "config.yaml")
     data = make_data(args.workdir, 16)
     print(f"device: {torch.cuda.get_device_name(device) if cuda else f'CPU ({os.cpu_count()} cores)'}; "
-          f"input {args.size}x{args.size}, batch {args.batch}, {args.steps} timed steps after {args.warmup}")
+          f"input {args.size}x{args.size}, batch {args.batch}, {args.steps} timed steps after {args.warmup}; "
+          "ours in fp32 (TF32 on GPUs) and in bf16, the reference in fp32")
     rows = []
     for name in args.models:
         spec = copy.deepcopy(cfg["resolved"][name])

@@ -413,3 +413,16 @@ def test_fsim_reuses_each_ground_truths_features(tmp_path, monkeypatch):
     monkeypatch.setattr(fsim, "features", real)
     for k, res in enumerate(results):
         assert out[k] == pytest.approx(float(similarity.fsim(res, gt)[0]), abs=1e-6)
+
+
+def test_contact_sheet_shows_a_fallback_face_per_style(tiny_prepared):
+    from facesketch.data.fs2k import load_manifest
+    from facesketch.maps.contact_sheet import pick_rows
+
+    manifest = load_manifest(tiny_prepared / "manifest.parquet")
+    rows = dict(pick_rows(manifest, {}, 2, 0))
+    style0 = manifest[manifest["style"] == 0]
+    outside = next(i for i in style0.id if i not in set(rows[0].id))
+    with_fallback = dict(pick_rows(manifest, {outside: "mediapipe"}, 2, 0))
+    assert outside in set(with_fallback[0].id) and len(with_fallback[0]) == 2
+    assert list(with_fallback[1].id) == list(rows[1].id)  # other styles untouched

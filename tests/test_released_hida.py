@@ -238,7 +238,8 @@ def test_weights_registry_and_table1_rows(tmp_path):
     rows = {r["name"]: r for r in weights.status_rows(tmp_path)}
     assert rows["hida_released"]["state"] == "missing" and "drive.google.com" in rows["hida_released"]["source"]
     cfg = load_config(REPO / "config.yaml", overrides={"paths": {"weights": str(tmp_path)}})
-    assert "hida_released" in weights.required(cfg)
+    # optional: without it the run leaves the variant out, so `weights fetch --required` does not fail on it
+    assert "hida_released" not in weights.required(cfg)
     table1 = {r["label"]: r for r in cfg["tables"]["hida_table1"]["rows"]}
     row = table1["HIDA (released weights)"]
     spec = table_spec(cfg, {})
