@@ -351,6 +351,7 @@ def test_midas_input_size_follows_the_release():
     assert input_size(100, 400) == (96, 384)
 
 
+@pytest.mark.slow  # builds, saves and runs the full-size MiDaS (ResNeXt-101) on the CPU
 def test_scene_with_hida_and_midas_depth(checkpoints, midas_file, tmp_path, monkeypatch):
     from facesketch.maps import midas, weights
 
