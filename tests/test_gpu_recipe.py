@@ -7,9 +7,9 @@
    tensors on ``cuda:0`` (facesketch.train.fake_cuda), failing on CPU tensors, dtype mismatches
    under autocast and host synchronisations.
 
-Sizes are tiny (32x32, 8 filters) so each family compiles in a minute or two on a small CPU;
-inductor's cache (``.cache/inductor`` in the checkout unless TORCHINDUCTOR_CACHE_DIR is set)
-makes reruns take seconds.
+Sizes are tiny (32x32, 8 filters); even so inductor needs 2-6 minutes per family on a busy
+2-core CPU with a cold cache (marked ``slow``); its cache (``.cache/inductor`` in the checkout
+unless TORCHINDUCTOR_CACHE_DIR is set) makes reruns take seconds to half a minute.
 """
 
 from __future__ import annotations
@@ -41,8 +41,10 @@ LOSS_RTOL = 5e-2
 # Adam's first step moves every weight by lr * m / (sqrt(v) + eps) = lr * g / (|g| + eps): about
 # +-lr whatever the gradient's size, so a weight can differ by at most 2 lr (a gradient whose sign
 # bf16 rounding flipped; many of the smallest gradients do). The gradients themselves must point
-# the same way: cosine similarity of each network's whole gradient, bf16 against fp32.
-GRAD_COSINE = 0.95
+# the same way: cosine similarity of each network's whole gradient, bf16 against fp32. Measured
+# at these sizes: 0.99-0.999 for most networks; Pix2PixHD's global generator 0.93, the same in
+# eager bf16 (bf16 rounding through its instance-normed residual blocks, not compilation).
+GRAD_COSINE = 0.9
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +74,7 @@ def inductor_rng():
     ic.fallback_random = old
 
 
+@pytest.mark.slow  # inductor compiles each family in 1-6 min on a 2-core CPU when its cache is cold, seconds warm
 @pytest.mark.parametrize("variant", FAMILIES)
 def test_compiled_bf16_channels_last_step_matches_eager_fp32(cfg, variant, inductor_rng):
     spec = _spec(cfg, variant)

@@ -122,7 +122,12 @@ class DOGUpsample(nn.Module):
         o = self.offset(x)
         n = self.groups * self.k * self.k
         offsets, mask = o[:, : 2 * n], torch.sigmoid(o[:, 2 * n:])
-        return deform_conv2d(x, offsets, self.weight, self.bias, padding=self.k // 2, mask=mask)
+        # in fp32 and back to the input's dtype, as torchvision's CUDA autocast wrapper runs it; its CPU
+        # kernel has no bf16 and no autocast wrapper, so the bf16 recipe on the CPU needs this spelled out
+        f = lambda t: None if t is None else t.float()  # noqa: E731
+        with torch.autocast(x.device.type, enabled=False):
+            y = deform_conv2d(f(x), f(offsets), f(self.weight), f(self.bias), padding=self.k // 2, mask=f(mask))
+        return y.to(x.dtype)
 
 
 def gaussian_downsample(x: torch.Tensor, size: int) -> torch.Tensor:
