@@ -76,6 +76,19 @@ def test_fast_frechet_matches_pytorch_fid():
     assert fr.fid(idx) == pytest.approx(fid_from_features(real, fake[idx]), rel=1e-5)
 
 
+def test_resampled_fid_is_recentred_on_the_estimate():
+    """Repeated rows shrink the resampled set's spread, so raw FID replicates sit above the
+    full-set FID; re-centred, the interval surrounds it with its width unchanged."""
+    rng = np.random.default_rng(9)
+    real, fake = rng.normal(size=(200, 16)), rng.normal(size=(25, 16))
+    point = kid.FrechetReplicates(real, fake).fid()
+    reps = kid.set_replicates(real, fake, 300)["FID"]
+    lo, hi = stats.percentile_interval(reps)
+    assert lo > point  # the raw percentile interval misses its own estimate
+    rlo, rhi = stats.percentile_interval(stats.recentre(reps, point))
+    assert rlo < point < rhi and (rhi - rlo) == pytest.approx(hi - lo)
+
+
 def test_set_replicates_pair_by_index():
     rng = np.random.default_rng(6)
     real, fake = rng.normal(size=(15, 8)), rng.normal(size=(15, 8))

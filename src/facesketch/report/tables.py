@@ -53,7 +53,7 @@ def aggregate(df: pd.DataFrame, source: str, metric: str, scope: str, statistics
 
         st = statistics or {}
         agg["lo"], agg["hi"] = cell_interval(df, source, metric, scope, int(st.get("replicates", 2000)),
-                                             float(st.get("alpha", 0.05)))
+                                             float(st.get("alpha", 0.05)), agg["value"])
     return agg
 
 

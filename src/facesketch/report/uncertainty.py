@@ -53,14 +53,16 @@ def per_seed_replicates(df: pd.DataFrame, source: str, metric: str, scope: str) 
 
 
 def cell_interval(df: pd.DataFrame, source: str, metric: str, scope: str, n_boot: int = stats.N_BOOT,
-                  alpha: float = stats.ALPHA) -> tuple[float, float]:
-    """(lo, hi) of the cell's (1 - alpha) interval; NaN when it cannot be had."""
+                  alpha: float = stats.ALPHA, point: float = math.nan) -> tuple[float, float]:
+    """(lo, hi) of the cell's (1 - alpha) interval; NaN when it cannot be had. ``point``: the
+    cell's value, on which a set metric's replicates are re-centred."""
     rng = _rng(source, metric, scope)
     if metric in SET_METRICS:
         reps = per_seed_replicates(df, source, metric, scope)
         if not reps:
             return math.nan, math.nan
-        return stats.percentile_interval(stats.set_replicates_over_seeds(list(reps.values()), n_boot, rng), alpha)
+        over_seeds = stats.set_replicates_over_seeds(list(reps.values()), n_boot, rng)
+        return stats.percentile_interval(stats.recentre(over_seeds, point), alpha)
     values = per_seed_values(df, source, metric, scope)
     if not values or sum(np.isfinite(s).sum() for s in values.values()) < 2:
         return math.nan, math.nan
