@@ -108,7 +108,7 @@ def infer(spec: dict, checkpoint: Path, manifest_path: Path, maps: Path, out: Pa
         jobs = [(s, sorted(manifest[manifest["style"] == s].id))]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with_depth = registry.uses_depth(spec)
+    with_depth = registry.needs_depth(spec)
     n = 0
     for s, ids in jobs:
         if not ids:

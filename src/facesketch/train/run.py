@@ -89,7 +89,7 @@ def train(spec: dict, manifest: Path, maps: Path, out: Path, seed: int = 0, weig
 
     # --- data on the device
     inp, bs = spec["input"], spec["batch_size"]
-    with_depth = registry.uses_depth(spec) or bool(spec["losses"].get("geometric", {}).get("weight"))
+    with_depth = registry.needs_depth(spec)
     _, tensors = load_split(manifest, maps, "train", inp["image"], with_depth)
     ds = DeviceDataset(tensors, dev, inp["pad"], inp["crop"], spec.get("augment", {}).get("flip", True), seed)
     if len(ds) < bs:
