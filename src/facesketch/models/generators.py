@@ -21,7 +21,6 @@ from torch import nn
 from facesketch.models.layers import IDAUp, activation, norm_layer, style_maps
 
 
-
 def u_net_depth(num_downs: int | None, crop: int) -> int:
     """Down layers of a U-Net that ends at 1x1: log2(crop) unless set; they must divide crop."""
     if num_downs is not None:
