@@ -108,7 +108,7 @@ class ReferenceDataset(torch.utils.data.Dataset):
         return p, s, d, int(r["style"])
 
 
-def stand_in_losses(engine) -> str:
+def stand_in_losses(spec: dict, device) -> tuple[dict, str]:
     """The edge and normal losses with random weights of the official networks, when the real
     weights are not installed: the cost per step is the same."""
     import lpips
@@ -117,43 +117,31 @@ def stand_in_losses(engine) -> str:
     from facesketch.maps.hed import HED
     from facesketch.train import losses as L
 
-    notes = []
-    if engine.w["edge"] and "edge" not in engine.extra:
+    nets, notes = {}, []
+    if spec["losses"].get("edge"):
         lp = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
-        engine.extra["edge"] = L.EdgeLoss(HED().eval(), lp.eval()).to(engine.device)
+        nets["edge"] = L.EdgeLoss(HED().eval(), lp.eval()).to(device)
         notes.append("HED+LPIPS")
-    if engine.w["normal"] and "normal" not in engine.extra:
-        engine.extra["normal"] = L.NormalLoss(NormalPredictor(DSINE().eval())).to(engine.device)
+    if spec["losses"].get("normal"):
+        nets["normal"] = L.NormalLoss(NormalPredictor(DSINE().eval())).to(device)
         notes.append("DSINE")
-    for m in engine.extra.values():
+    for m in nets.values():
         for p in m.parameters():
             p.requires_grad_(False)
-    return f"stand-in weights for {', '.join(notes)}" if notes else ""
+    return nets, (f"stand-in weights for {', '.join(notes)}" if notes else "")
 
 
 def build_engine(spec: dict, device, fast: bool):
-    from facesketch.train.engine import Engine
+    from facesketch.train.engine import Engine, loss_networks
 
     s = copy.deepcopy(spec)
-    edge, normal = s["losses"].get("edge", 0), s["losses"].get("normal", 0)
-    s["losses"]["edge"] = s["losses"]["normal"] = 0.0  # loaded below (real weights or stand-ins)
-    engine = Engine(s, device, Path("weights"), fast_optimizers=fast)
-    engine.w["edge"], engine.w["normal"] = edge, normal
     try:
-        from facesketch.maps import dsine, hed
-        from facesketch.metrics.networks import load_lpips
-        from facesketch.train import losses as L
-
-        if edge:
-            engine.extra["edge"] = L.EdgeLoss(hed.load("official", Path("weights")), load_lpips(Path("weights"))).to(
-                device)
-        if normal:
-            engine.extra["normal"] = L.NormalLoss(dsine.load(Path("weights"))).to(device)
-        note = ""
+        nets, note = loss_networks(s, Path("weights"), device), ""
     except Exception:  # noqa: BLE001 - weights missing: stand-ins of the same cost
-        note = stand_in_losses(engine)
+        nets, note = stand_in_losses(s, device)
+    engine = Engine(s, device, nets, fast_optimizers=fast)
     if fast:
-        engine.compile(s.get("compile", False), s.get("cuda_graphs", False))
+        engine.compile(s["compile"], s["cuda_graphs"])
     return engine, note
 
 
@@ -188,7 +176,7 @@ def our_loop(spec, data, device, steps, warmup) -> dict:
     engine, note = build_engine(spec, device, fast=True)
     _, tensors = load_split(data / "manifest.parquet", data / "maps", "train", spec["input"]["image"], True)
     ds = DeviceDataset(tensors, device, spec["input"]["pad"], spec["input"]["crop"], True, 0)
-    engine.pool_generator = ds.generator
+    engine.pool_generator = ds.generator  # the data set is made after the engine here
     bs = spec["batch_size"]
     state = {"order": ds.permutation(), "i": 0}
 

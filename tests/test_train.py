@@ -18,7 +18,7 @@ import torch
 from facesketch.config import load_config
 from facesketch.maps import encoding
 from facesketch.train import checkpoint as ckpt
-from facesketch.train.engine import Engine, ImagePool
+from facesketch.train.engine import Engine, ImagePool, loss_networks
 from facesketch.train.infer import fit_to, infer, network_inputs, network_outputs
 from facesketch.train.run import train
 from facesketch.train.schedule import lr_factor
@@ -117,7 +117,7 @@ def test_two_step_run_is_deterministic_and_a_step_changes_weights(cfg, tiny_prep
     a, b = _generators(tmp_path / "a" / "model.pt"), _generators(tmp_path / "b" / "model.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
     torch.manual_seed(7)
-    engine = Engine(spec, torch.device("cpu"), tmp_path)
+    engine = Engine(spec, torch.device("cpu"), loss_networks(spec, tmp_path, torch.device("cpu")))
     before = {k: v.clone() for k, v in engine.nets["G"].state_dict().items()}
     from facesketch.train.data import DeviceDataset, load_split
 

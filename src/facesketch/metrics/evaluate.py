@@ -26,12 +26,11 @@ from facesketch.data.fs2k import fs2k_id, load_manifest
 from facesketch.errors import DataError, FacesketchError, WeightsError
 from facesketch.fileio import read_array, write_parquet
 from facesketch.metrics import protocol
+from facesketch.metrics.catalogue import CPU_METRICS, LOWER_IS_BETTER, METRICS  # noqa: F401 (re-exported)
 from facesketch.progress import progress
 
 log = logging.getLogger(__name__)
 
-CPU_METRICS = ("SCOOT", "SSIM", "MS-SSIM", "FSIM")
-LOWER_IS_BETTER = {"FID", "LPIPS"}
 COLUMNS = ["variant", "seed", "style_asked", "style_gt", "image_id", "metric", "value", "scope", "n_images", "reason"]
 
 
@@ -75,8 +74,6 @@ def _cpu_chunk(jobs: list[Job], names: tuple[str, ...]) -> list[tuple[int, str, 
     import torch
 
     torch.set_num_threads(1)
-    from facesketch.metrics import scoot, similarity
-
     out, loaded = [], []
     for job in jobs:
         try:
@@ -86,15 +83,7 @@ def _cpu_chunk(jobs: list[Job], names: tuple[str, ...]) -> list[tuple[int, str, 
     for job, res, gt in loaded:
         for m in names:
             try:
-                if m == "SCOOT":
-                    v = scoot.scoot(res, gt)
-                elif m == "SSIM":
-                    v = similarity.ssim_matlab(res, gt)[0]
-                elif m == "MS-SSIM":
-                    v = similarity.ms_ssim(res, gt)[0]
-                else:
-                    v = similarity.fsim(res, gt)[0]
-                out.append((job.key, m, float(v), ""))
+                out.append((job.key, m, METRICS[m].cpu(res, gt), ""))
             except (ValueError, RuntimeError) as e:  # e.g. an image too small for MS-SSIM's 5 scales
                 out.append((job.key, m, float("nan"), f"{m} failed: {e}"))
     return out

@@ -24,11 +24,10 @@ import pandas as pd
 
 from facesketch import STYLES
 from facesketch.fileio import write_json, write_parquet, write_text
-from facesketch.metrics.evaluate import LOWER_IS_BETTER
+from facesketch.metrics.catalogue import LOWER_IS_BETTER, METRICS
 
 log = logging.getLogger(__name__)
 SCOPES = ("all",) + STYLES
-DECIMALS = {"FID": 2}
 
 
 def load_metrics(files: list[Path]) -> pd.DataFrame:
@@ -42,7 +41,7 @@ def load_metrics(files: list[Path]) -> pd.DataFrame:
 def aggregate(df: pd.DataFrame, source: str, metric: str, scope: str) -> dict:
     """{value, std, n_images, n_seeds, reason} of one method, metric and style scope."""
     d = df[(df.variant == source) & (df.metric == metric)]
-    if metric == "FID":
+    if METRICS[metric].scope == "set":
         d = d[(d.scope == "set") & (d.style_gt == scope)]
         per_seed = d.groupby("seed").value.first()
         n_images = int(d.n_images.max()) if len(d) else 0
@@ -114,7 +113,7 @@ def build_long(spec: dict, metrics: pd.DataFrame) -> pd.DataFrame:
 def _fmt(v: float, metric: str, dash: str = "—") -> str:
     if v is None or not np.isfinite(v):
         return dash
-    return f"{v:.{DECIMALS.get(metric, 3)}f}"
+    return f"{v:.{METRICS[metric].decimals}f}"
 
 
 def _cell(r, mark, pm: str = "±", dash: str = "—") -> str:
@@ -125,7 +124,7 @@ def _cell(r, mark, pm: str = "±", dash: str = "—") -> str:
     if r["rank"] in (1, 2) and np.isfinite(r.ours):
         ours = mark(ours, r["rank"])
     if np.isfinite(r.paper):
-        diff = f"{r['diff']:+.{DECIMALS.get(r.metric, 3)}f}" if np.isfinite(r["diff"]) else dash
+        diff = f"{r['diff']:+.{METRICS[r.metric].decimals}f}" if np.isfinite(r["diff"]) else dash
         return f"{ours} / {_fmt(r.paper, r.metric, dash)} ({diff})"
     return ours
 

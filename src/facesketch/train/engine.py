@@ -2,7 +2,10 @@
 CycleGAN) variant, with everything it needs: networks, optimisers, losses, precision.
 
 Steps return their losses as detached device tensors; nothing in a step waits for the GPU, the
-loop reads the numbers only when it logs.
+loop reads the numbers only when it logs. The engine reads its settings from the resolved spec
+without fallbacks (their defaults: docs/settings.md); the frozen networks some losses run (VGG,
+HED + LPIPS, DSINE) come in from ``loss_networks``, so tests and benchmarks pass stand-ins the
+same way the CLI passes the real ones.
 """
 
 from __future__ import annotations
@@ -109,35 +112,69 @@ class Precision:
             self.scaler.update()
 
 
-class Engine:
-    """Builds the networks of a variant and runs its training steps."""
+def loss_weights(losses: dict) -> dict[str, float]:
+    """Every loss's weight; a loss the variant does not name is off (weight 0)."""
+    def weight(key: str) -> float:
+        value = losses.get(key, 0.0)
+        return value["weight"] if isinstance(value, dict) else value
 
-    def __init__(self, spec: dict, device: torch.device, weights_dir: Path, fast_optimizers: bool = True):
+    return {"gan": weight("gan"), "l1": weight("l1"), "textural": weight("textural"),
+            "geometric": weight("geometric"), "fm": weight("feature_matching"), "vgg": weight("vgg"),
+            "cycle": weight("cycle"), "identity": weight("identity"), "edge": weight("edge"),
+            "normal": weight("normal")}
+
+
+def loss_networks(spec: dict, weights_dir: Path, device: torch.device) -> dict[str, nn.Module]:
+    """The frozen networks a variant's losses run, from the weights folder (a missing file is an
+    error naming it): vgg (Pix2PixHD), edge (HED + LPIPS), normal (DSINE)."""
+    w, nets = loss_weights(spec["losses"]), {}
+    if w["vgg"]:
+        from facesketch.maps.weights import require
+
+        path = require("vgg19", weights_dir)
+        nets["vgg"] = L.VGGLoss(torch.load(path, map_location="cpu", weights_only=True))
+    if w["edge"]:
+        from facesketch.maps import hed
+        from facesketch.metrics.networks import load_lpips
+
+        nets["edge"] = L.EdgeLoss(hed.load(spec["losses"].get("edge_hed", "official"), weights_dir),
+                                  load_lpips(weights_dir))
+    if w["normal"]:
+        from facesketch.maps import dsine
+
+        nets["normal"] = L.NormalLoss(dsine.load(weights_dir))
+    return {k: v.to(device) for k, v in nets.items()}
+
+
+class Engine:
+    """Builds the networks of a variant and runs its training steps.
+
+    ``loss_networks``: the frozen networks of the losses it uses (``loss_networks()`` builds
+    them); ``pool_generator``: the random generator of CycleGAN's image pool (the data's, so a
+    resumed run draws the same).
+    """
+
+    def __init__(self, spec: dict, device: torch.device, loss_networks: dict[str, nn.Module] | None = None,
+                 pool_generator: torch.Generator | None = None, fast_optimizers: bool = True):
         self.spec, self.device = spec, device
         self.paired = spec["family"] == "paired"
+        self.channels_last = device.type == "cuda" and spec["channels_last"]
         self.nets = registry.build(spec)
         for net in self.nets.values():
             registry.init_weights(net)
             net.to(device)
-        self.precision = Precision(spec.get("precision", "fp32"), device)
-        if device.type == "cuda" and spec.get("channels_last", False):
+        self.precision = Precision(spec["precision"], device)
+        if self.channels_last:
             for net in self.nets.values():
                 net.to(memory_format=torch.channels_last)
         losses = spec["losses"]
-        gan = losses.get("gan", {})
-        self.gan = L.GANLoss(gan.get("type", "vanilla"), gan.get("d_extra", False))
-        self.w = {
-            "gan": gan.get("weight", 1.0), "l1": losses.get("l1", 0.0),
-            "textural": losses.get("textural", {}).get("weight", 0.0),
-            "geometric": losses.get("geometric", {}).get("weight", 0.0),
-            "fm": losses.get("feature_matching", 0.0), "vgg": losses.get("vgg", 0.0),
-            "cycle": losses.get("cycle", 0.0), "identity": losses.get("identity", 0.0),
-            "edge": losses.get("edge", 0.0), "normal": losses.get("normal", 0.0),
-        }
-        self.textural_mode = losses.get("textural", {}).get("mode", "sobel_target")
-        self.geometric_mode = losses.get("geometric", {}).get("mode", "mse")
-        self.extra: dict[str, nn.Module] = {}
-        self._load_loss_networks(weights_dir)
+        gan = losses["gan"]
+        self.gan = L.GANLoss(gan["type"], **{k: v for k, v in gan.items() if k == "d_extra"})
+        self.weights = loss_weights(losses)
+        self.textural_mode = losses["textural"]["mode"] if self.weights["textural"] else None
+        self.geometric_mode = losses["geometric"]["mode"] if self.weights["geometric"] else None
+        self.loss_nets: dict[str, nn.Module] = dict(loss_networks or {})
+        self.pool_generator = pool_generator
         self._check_losses()
         opt = spec["optimizer"]
         if self.paired:
@@ -148,37 +185,24 @@ class Engine:
         self.opt_g = make_optimizer(g_params, opt, opt["lr_g"], device, fast_optimizers)
         self.opt_d = make_optimizer(d_params, opt, opt["lr_d"], device, fast_optimizers)
         self.sched = [make_scheduler(self.opt_g, spec["schedule"]), make_scheduler(self.opt_d, spec["schedule"])]
-        self.run = {name: (WithAux(net) if name.startswith("G") else net) for name, net in self.nets.items()}
+        # what the steps call: generators wrapped to return their extras, compiled by compile()
+        self.step_nets = {name: (WithAux(net) if name.startswith("G") else net) for name, net in self.nets.items()}
         self.pools: dict[str, ImagePool] = {}
 
     # --- set-up ------------------------------------------------------------------------------
 
-    def _load_loss_networks(self, weights_dir: Path) -> None:
-        if self.w["vgg"]:
-            from facesketch.maps.weights import require
-
-            path = require("vgg19", weights_dir)
-            self.extra["vgg"] = L.VGGLoss(torch.load(path, map_location="cpu", weights_only=True)).to(self.device)
-        if self.w["edge"]:
-            from facesketch.maps import hed
-            from facesketch.metrics.networks import load_lpips
-
-            source = self.spec["losses"].get("edge_hed", "official")
-            self.extra["edge"] = L.EdgeLoss(hed.load(source, weights_dir), load_lpips(weights_dir)).to(self.device)
-        if self.w["normal"]:
-            from facesketch.maps import dsine
-
-            self.extra["normal"] = L.NormalLoss(dsine.load(weights_dir)).to(self.device)
-
     def _check_losses(self) -> None:
-        name = self.spec.get("name", "?")
-        if self.paired and (self.w["cycle"] or self.w["identity"] or self.w["edge"] or self.w["normal"]):
+        name, w = self.spec.get("name", "?"), self.weights
+        if self.paired and (w["cycle"] or w["identity"] or w["edge"] or w["normal"]):
             raise ConfigError(f"variants.{name}.losses: cycle, identity, edge and normal are unpaired losses")
-        if not self.paired and (self.w["l1"] or self.w["textural"] or self.w["geometric"] or self.w["fm"]):
+        if not self.paired and (w["l1"] or w["textural"] or w["geometric"] or w["fm"]):
             raise ConfigError(f"variants.{name}.losses: l1, textural, geometric and feature_matching need pairs")
-        if self.w["geometric"] and not getattr(self.nets.get("G"), "depth_head", None):
+        missing = {k for k in ("vgg", "edge", "normal") if self.weights[k]} - set(self.loss_nets)
+        if missing:
+            raise ConfigError(f"variants.{name}.losses: no network given for {', '.join(sorted(missing))}")
+        if self.weights["geometric"] and not getattr(self.nets.get("G"), "depth_head", None):
             raise ConfigError(f"variants.{name}: the geometric loss needs a HIDA generator with depth_head")
-        if self.w["identity"] and registry.sketch_channels(self.spec) != 3:
+        if self.weights["identity"] and registry.sketch_channels(self.spec) != 3:
             raise ConfigError(f"variants.{name}: the identity loss needs 3-channel sketches (out_channels: 3)")
 
     def compile(self, enabled: bool, cuda_graphs: bool = False) -> None:
@@ -191,12 +215,12 @@ class Engine:
         # the default mode compiles in seconds per network; max-autotune would benchmark kernels for
         # minutes per variant, too long for a 15-variant reproduction
         mode = "reduce-overhead" if cuda_graphs else "default"
-        eager = dict(self.run)
+        eager = dict(self.step_nets)
         try:
-            self.run = {k: torch.compile(v, mode=mode) for k, v in self.run.items()}
+            self.step_nets = {k: torch.compile(v, mode=mode) for k, v in self.step_nets.items()}
         except Exception as e:  # noqa: BLE001
             log.warning("torch.compile unavailable (%s): training eagerly", e)
-            self.run = eager
+            self.step_nets = eager
         self._eager = eager
 
     def warm_up(self, batch: Batch, batch_b: Batch | None) -> None:
@@ -216,7 +240,7 @@ class Engine:
             log.info("torch.compile: compiled graphs run")
         except Exception as e:  # noqa: BLE001
             log.warning("torch.compile failed on a trial step (%s): training eagerly", str(e).splitlines()[0])
-            self.run = self._eager
+            self.step_nets = self._eager
         for k, v in self.nets.items():
             v.load_state_dict(saved[k])
         self.opt_g.load_state_dict(opt_saved[0])
@@ -228,7 +252,7 @@ class Engine:
 
     def _d_input(self, b: Batch, sketch: torch.Tensor) -> torch.Tensor:
         parts = []
-        for name in self.spec.get("discriminator", {}).get("inputs", ["photo", "sketch"]):
+        for name in registry.discriminator_inputs(self.spec):
             if name == "photo":
                 parts.append(b.photo)
             elif name == "depth":
@@ -237,8 +261,9 @@ class Engine:
                 parts.append(sketch)
         return torch.cat(parts, 1)
 
-    def _cl(self, x: torch.Tensor | None) -> torch.Tensor | None:
-        if x is not None and self.device.type == "cuda" and self.spec.get("channels_last", False):
+    def _memory_format(self, x: torch.Tensor | None) -> torch.Tensor | None:
+        """x in the networks' memory format (channels_last on CUDA when asked)."""
+        if x is not None and self.channels_last:
             return x.contiguous(memory_format=torch.channels_last)
         return x
 
@@ -246,8 +271,8 @@ class Engine:
         return self._paired(b) if self.paired else self._unpaired(b, b2)
 
     def _paired(self, b: Batch) -> dict[str, torch.Tensor]:
-        G, D, P, w = self.run["G"], self.run["D"], self.precision, self.w
-        photo, depth = self._cl(b.photo), self._cl(b.depth)
+        G, D, P, w = self.step_nets["G"], self.step_nets["D"], self.precision, self.weights
+        photo, depth = self._memory_format(b.photo), self._memory_format(b.depth)
         with P.autocast():
             fake, depth_pred = G(photo, depth, b.style)
         # discriminator
@@ -267,8 +292,7 @@ class Engine:
                 out["G_l1"] = w["l1"] * F.l1_loss(fake32, b.sketch)
             if w["textural"]:
                 ref = b.sketch if self.textural_mode == "sobel_target" else b.photo
-                kind = "sobel" if self.textural_mode == "sobel_target" else "prewitt"
-                out["G_textural"] = w["textural"] * L.textural_loss(fake32, ref, kind)
+                out["G_textural"] = w["textural"] * L.textural_loss(fake32, ref, L.TEXTURAL_KERNEL[self.textural_mode])
             if w["geometric"]:
                 out["G_geometric"] = w["geometric"] * L.geometric_loss(depth_pred, b.depth, self.geometric_mode)
             if w["fm"]:
@@ -276,7 +300,7 @@ class Engine:
                     real_out = D(real_in)
                 out["G_fm"] = w["fm"] * L.feature_matching(real_out, fake_out)
             if w["vgg"]:
-                out["G_vgg"] = w["vgg"] * self.extra["vgg"](fake32, b.sketch)
+                out["G_vgg"] = w["vgg"] * self.loss_nets["vgg"](fake32, b.sketch)
         loss_g = sum(out.values())
         P.backward_step(loss_g, self.opt_g)
         P.end_step()
@@ -287,9 +311,9 @@ class Engine:
         return sketch.expand(-1, 3, -1, -1) if registry.sketch_channels(self.spec) == 3 else sketch
 
     def _unpaired(self, a: Batch, b: Batch) -> dict[str, torch.Tensor]:
-        G_A, G_B, D_A, D_B = (self.run[k] for k in ("G_A", "G_B", "D_A", "D_B"))
-        P, w = self.precision, self.w
-        real_a, real_b = self._cl(a.photo), self._cl(self._sketch_channels(b.sketch))
+        G_A, G_B, D_A, D_B = (self.step_nets[k] for k in ("G_A", "G_B", "D_A", "D_B"))
+        P, w = self.precision, self.weights
+        real_a, real_b = self._memory_format(a.photo), self._memory_format(self._sketch_channels(b.sketch))
         set_requires_grad([self.nets["D_A"], self.nets["D_B"]], False)
         out = {}
         with P.autocast():
@@ -306,13 +330,13 @@ class Engine:
                 out["G_identity"] = w["identity"] * w["cycle"] * (
                     F.l1_loss(idt_a.float(), real_b) + F.l1_loss(idt_b.float(), real_a))
             if w["edge"]:
-                out["G_edge"] = w["edge"] * self.extra["edge"](real_a, rec_a.float())
+                out["G_edge"] = w["edge"] * self.loss_nets["edge"](real_a, rec_a.float())
             if w["normal"]:
-                out["G_normal"] = w["normal"] * self.extra["normal"](real_a, rec_a.float())
+                out["G_normal"] = w["normal"] * self.loss_nets["normal"](real_a, rec_a.float())
         P.backward_step(sum(out.values()), self.opt_g)
         set_requires_grad([self.nets["D_A"], self.nets["D_B"]], True)
-        pool_a = self.pools.setdefault("A", ImagePool(self.spec.get("image_pool", 0), self.pool_generator))
-        pool_b = self.pools.setdefault("B", ImagePool(self.spec.get("image_pool", 0), self.pool_generator))
+        pool_a = self.pools.setdefault("A", ImagePool(self.spec["image_pool"], self.pool_generator))
+        pool_b = self.pools.setdefault("B", ImagePool(self.spec["image_pool"], self.pool_generator))
         with P.autocast():
             loss_d = (self.gan.d_loss(D_A(real_a), D_A(pool_a.query(fake_a)))
                       + self.gan.d_loss(D_B(real_b), D_B(pool_b.query(fake_b))))
@@ -322,8 +346,6 @@ class Engine:
         return {k: v.detach() for k, v in out.items()}
 
     # --- state -------------------------------------------------------------------------------
-
-    pool_generator: torch.Generator | None = None
 
     def state(self) -> dict:
         return {
@@ -344,7 +366,7 @@ class Engine:
         if self.precision.scaler and state.get("scaler"):
             self.precision.scaler.load_state_dict(state["scaler"])
         for k, st in state.get("pools", {}).items():
-            pool = self.pools.setdefault(k, ImagePool(self.spec.get("image_pool", 0), self.pool_generator))
+            pool = self.pools.setdefault(k, ImagePool(self.spec["image_pool"], self.pool_generator))
             pool.load(st)
 
     def generators(self) -> dict[str, nn.Module]:

@@ -1,4 +1,4 @@
-"""Losses of both papers and their baselines (REFERENCE 1 "Losses", 2).
+"""Losses of both papers and their baselines (docs/losses.md).
 
 Images are in [-1, 1]; depth in [0, 1]; discriminator outputs are lists of scales, each a list
 of feature maps whose last entry holds the logits (facesketch.models.discriminators).
@@ -82,6 +82,10 @@ def image_gradients(x: torch.Tensor, kind: str = "sobel") -> torch.Tensor:
     k = (_SOBEL if kind == "sobel" else _PREWITT).to(x.device, x.dtype)
     kernels = torch.stack([k, k.t()]).unsqueeze(1)
     return F.conv2d(F.pad(to_grey(x), (1, 1, 1, 1), mode="replicate"), kernels)
+
+
+# the textural loss's modes (paper, released code) -> the gradient kernel each uses
+TEXTURAL_KERNEL = {"sobel_target": "sobel", "prewitt_photo": "prewitt"}
 
 
 def textural_loss(pred: torch.Tensor, ref: torch.Tensor, kind: str = "sobel", eps: float = 1e-6) -> torch.Tensor:

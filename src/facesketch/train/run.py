@@ -29,7 +29,7 @@ from facesketch.progress import progress
 from facesketch.report.grid import save_grid
 from facesketch.train import checkpoint as ckpt
 from facesketch.train.data import DeviceDataset, load_split
-from facesketch.train.engine import Engine
+from facesketch.train.engine import Engine, loss_networks
 from facesketch.train.infer import draw
 
 log = logging.getLogger(__name__)
@@ -91,15 +91,14 @@ def train(spec: dict, manifest: Path, maps: Path, out: Path, seed: int = 0, weig
     inp, bs = spec["input"], spec["batch_size"]
     with_depth = registry.needs_depth(spec)
     _, tensors = load_split(manifest, maps, "train", inp["image"], with_depth)
-    ds = DeviceDataset(tensors, dev, inp["pad"], inp["crop"], spec.get("augment", {}).get("flip", True), seed)
+    ds = DeviceDataset(tensors, dev, inp["pad"], inp["crop"], spec["augment"]["flip"], seed)
     if len(ds) < bs:
         raise DataError(f"{name}: {len(ds)} training pairs, fewer than batch_size {bs}")
     sample_ids = _sample_ids(manifest)
     samples = load_split(manifest, maps, "test", None, with_depth, ids=sample_ids) if sample_ids else None
 
     # --- networks, optimisers; resume if a checkpoint of this spec exists
-    engine = Engine(spec, dev, weights_dir)
-    engine.pool_generator = ds.generator
+    engine = Engine(spec, dev, loss_networks(spec, weights_dir, dev), pool_generator=ds.generator)
     digest = ckpt.spec_hash(spec)
     last = out / "last.pt"
     start, history, step = 0, [], 0
@@ -115,10 +114,10 @@ def train(spec: dict, manifest: Path, maps: Path, out: Path, seed: int = 0, weig
             stale = last.with_name("last.stale.pt")
             os.replace(last, stale)
             log.warning("%s: %s belongs to another spec; kept as %s, training from scratch", name, last, stale)
-    engine.compile(spec.get("compile", False), spec.get("cuda_graphs", False))
+    engine.compile(spec["compile"], spec["cuda_graphs"])
 
     epochs = spec["schedule"]["epochs"]
-    max_steps = spec.get("max_steps_per_epoch")
+    max_steps = spec["max_steps_per_epoch"]
     steps_per_epoch = min(len(ds) // bs, max_steps or len(ds))
     if start < epochs and hasattr(engine, "_eager"):
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
@@ -164,9 +163,9 @@ def train(spec: dict, manifest: Path, maps: Path, out: Path, seed: int = 0, weig
                 if k not in ("epoch", "step"):
                     tb.add_scalar(k, v, epoch + 1)
         is_last = epoch + 1 == epochs
-        if samples is not None and ((epoch + 1) % spec.get("sample_every", 25) == 0 or is_last):
+        if samples is not None and ((epoch + 1) % spec["sample_every"] == 0 or is_last):
             _write_samples(engine, spec, samples, out / "samples" / f"epoch_{epoch + 1:04d}.png")
-        if (epoch + 1) % spec.get("checkpoint_every", 25) == 0 or is_last:
+        if (epoch + 1) % spec["checkpoint_every"] == 0 or is_last:
             ckpt.save(last, {"epoch": epoch + 1, "step": step, "history": history, "spec_hash": digest,
                              "engine": engine.state(), "data_rng": ds.state(), "rng": ckpt.rng_state(dev)})
     ckpt.save(final, {"spec": json.dumps(spec, sort_keys=True), "spec_hash": digest, "epochs": epochs,
