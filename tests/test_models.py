@@ -186,7 +186,7 @@ def test_each_hida_switch_changes_what_it_names(cfg):
 
 
 def _hida_param_count_from_reference(ngf: int = 64) -> int:
-    """HIDA's generator (REFERENCE 1), counted layer by layer: released-code switches
+    """HIDA's generator (docs/architectures.md), counted layer by layer: released-code switches
     (depth input, DySPADE + InfoACON, metaACON encoder, DOG top2, appearance, depth head)."""
 
     def conv(cin, cout, k, bias=True):

@@ -230,3 +230,19 @@ def test_concurrent_gpu_jobs_each_take_their_own_gpu(tmp_path):
             p.wait()
     again = subprocess.run([sys.executable, "-c", LOCKER, "1", "0"], env=env, capture_output=True, text=True)
     assert again.stdout.strip() == "gpu 0"  # locks die with their process
+
+
+def test_engine_takes_its_loss_networks_from_the_factory(cfg, tmp_path):
+    """Loss networks come in through the constructor: a missing one is a config error naming it,
+    and the factory that the CLI uses names the weights file it could not find."""
+    from facesketch.errors import ConfigError, FacesketchError
+
+    spec = tiny(cfg["resolved"]["pix2pixhd"])
+    spec["losses"]["vgg"] = 10.0
+    with pytest.raises(ConfigError, match=r"variants.pix2pixhd.losses: no network given for vgg"):
+        Engine(spec, torch.device("cpu"), {})
+    with pytest.raises(FacesketchError, match="vgg19"):
+        loss_networks(spec, tmp_path / "no-weights", torch.device("cpu"))
+    stand_in = torch.nn.Identity()
+    engine = Engine(spec, torch.device("cpu"), {"vgg": stand_in})
+    assert engine.loss_nets["vgg"] is stand_in and engine.weights["vgg"] == 10.0 and engine.weights["l1"] == 0.0

@@ -1,4 +1,4 @@
-"""Scoring sketches under the FS2K protocol into one Parquet of per-image values.
+"""Scoring sketches under the FS2K protocol (docs/metrics.md) into one Parquet of per-image values.
 
 Rows: variant, seed, style_asked, style_gt, image_id, metric, value, scope ('image', or 'set'
 for FID, which is a property of a set: per seed and style, and per seed over all styles),
@@ -6,8 +6,9 @@ n_images, reason. A value that cannot be computed (an unreadable or missing resu
 that are not installed when ``metrics.allow_missing`` is true) is NaN with the reason, so one
 bad image never silently shifts a mean and never stops the others being scored.
 
-SCOOT, SSIM, MS-SSIM and FSIM run in a process pool (one process per core, one thread each);
-LPIPS and FID run batched on the device.
+SCOOT, SSIM, MS-SSIM and FSIM run in a process pool (one process per core, one thread each),
+dispatched through the table of metrics (facesketch.metrics.catalogue); LPIPS and FID run
+batched on the device.
 """
 
 from __future__ import annotations
