@@ -10,7 +10,7 @@ from snakemake.settings.types import DeploymentMethod
 from facesketch import STYLES
 from facesketch.config import archive_source, finalize, run_released, run_variants, spec_json, style_aware, weights_dir
 from facesketch.errors import ConfigError
-from facesketch.models.registry import uses_depth
+from facesketch.models.registry import needs_depth
 from facesketch.models.released_hida import pretrained_missing
 from facesketch.report.plots import plot_files, plot_spec
 from facesketch.report.tables import table_spec
@@ -88,7 +88,7 @@ def run_dir(w):
 def model_inputs(w):
     """What training and inference read: aligned data, and depth maps where the variant uses them."""
     inputs = {"manifest": f"{FS2K}/manifest.parquet", "aligned": f"{FS2K}/aligned"}
-    if uses_depth(spec(w.variant)) or spec(w.variant)["losses"].get("geometric", {}).get("weight"):
+    if needs_depth(spec(w.variant)):
         inputs["depth"] = f"{MAPS}/depth"
     return inputs
 

@@ -148,3 +148,35 @@ def test_missing_and_malformed_files(tmp_path):
     (tmp_path / "list.yaml").write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_config(tmp_path / "list.yaml")
+
+
+# the train_defaults block of the first release, written out: a config without any train_defaults
+# must still train exactly so (the schema fills each of these once, after merging)
+FIRST_RELEASE_TRAIN_DEFAULTS = {
+    "input": {"image": 250, "pad": 18, "crop": 256}, "augment": {"flip": True}, "seeds": [0],
+    "precision": "bf16", "compile": True, "channels_last": True, "cuda_graphs": False, "image_pool": 0,
+    "checkpoint_every": 25, "sample_every": 25, "max_steps_per_epoch": None,
+}
+
+
+def test_a_config_without_train_defaults_resolves_as_with_them(raw):
+    without = copy.deepcopy(raw)
+    without.pop("train_defaults", None)
+    with_block = dict(copy.deepcopy(raw), train_defaults=FIRST_RELEASE_TRAIN_DEFAULTS)
+    a, b = fin(without)["resolved"], fin(with_block)["resolved"]
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name] == b[name], name
+    assert a["hida_full"]["precision"] == "bf16" and a["hida_full"]["input"]["pad"] == 18
+    # a partial block is completed after merging: the demo's crop 128 keeps image/pad from their home
+    partial = fin(dict(copy.deepcopy(without), train_overrides={"input": {"crop": 128}}))["resolved"]["pix2pix"]
+    assert partial["input"] == {"image": 250, "pad": 18, "crop": 128}
+
+
+def test_one_table_of_metrics_names_what_the_schema_allows():
+    from facesketch.config import schema
+    from facesketch.metrics.catalogue import CPU_METRICS, LOWER_IS_BETTER, METRICS
+
+    assert list(METRICS) == schema()["properties"]["metrics"]["properties"]["names"]["items"]["enum"]
+    assert LOWER_IS_BETTER == {"FID", "KID", "LPIPS"}  # distances; the rest are similarities
+    assert set(CPU_METRICS) == {"SCOOT", "FSIM", "SSIM", "MS-SSIM"} and METRICS["FID"].scope == "set"

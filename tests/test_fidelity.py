@@ -93,13 +93,13 @@ def test_init_is_pytorch_default_for_hida_and_normal_for_baselines(cfg):
     hida, pix = tiny(cfg["resolved"]["hida_full"]), tiny(cfg["resolved"]["pix2pix"])
     assert hida["init"] == "default" and pix["init"] == "normal"
     torch.manual_seed(0)
-    e = Engine(hida, torch.device("cpu"), REPO / "weights")
+    e = Engine(hida, torch.device("cpu"), {})
     torch.manual_seed(0)
     fresh = registry.build(hida)
     for name in ("G", "D"):  # untouched: exactly PyTorch's initialisation from the same seed
         for (k, a), b in zip(e.nets[name].state_dict().items(), fresh[name].state_dict().values()):
             assert torch.equal(a, b), k
-    e = Engine(pix, torch.device("cpu"), REPO / "weights")
+    e = Engine(pix, torch.device("cpu"), {})
     conv = e.nets["G"].downs[1][1]
     assert abs(conv.weight.std().item() - 0.02) < 0.002  # N(0, 0.02)
 
@@ -149,13 +149,13 @@ def test_discriminator_sees_the_depth_follow_chooses(cfg, paper_cfg, follow, exp
     spec = tiny((cfg if follow == "code" else paper_cfg)["resolved"]["hida_B"])
     assert spec["losses"]["gan"]["fake_depth"] == expect
     torch.manual_seed(0)
-    e = Engine(spec, torch.device("cpu"), REPO / "weights")
+    e = Engine(spec, torch.device("cpu"), {})
     seen = []
     e.nets["D"].register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
     b = Batch(torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 1, 32, 32) * 2 - 1, torch.rand(2, 1, 32, 32),
               F.one_hot(torch.tensor([0, 1]), 3).float(), torch.arange(2))
     outs = []
-    e.run["G"].register_forward_hook(lambda m, args, out: outs.append(out[1].detach().clone()))
+    e.step_nets["G"].register_forward_hook(lambda m, args, out: outs.append(out[1].detach().clone()))
     e.step(b)
     fake_pair = seen[1]  # D step: real, fake; then the G step's fake
     want = b.depth if expect == "input" else outs[0]

@@ -186,7 +186,7 @@ def test_each_hida_switch_changes_what_it_names(cfg):
 
 
 def _hida_param_count_from_reference(ngf: int = 64) -> int:
-    """HIDA's generator (REFERENCE 1), counted layer by layer: released-code switches
+    """HIDA's generator (docs/architectures.md), counted layer by layer: released-code switches
     (depth input, DySPADE + InfoACON, metaACON encoder, DOG top2, appearance, depth head)."""
 
     def conv(cin, cout, k, bias=True):
@@ -302,3 +302,63 @@ def test_every_generator_overfits_one_pair(cfg, request):
             opt.step()
             losses.append(loss.item())
         assert min(losses[-5:]) < 0.35 * losses[0], f"{name}: L1 {losses[0]:.3f} -> {losses[-1]:.3f}"
+
+
+def test_registry_builds_by_keyword_what_an_explicit_construction_builds(cfg):
+    """The name -> class table and ``cls(**switches)`` give the very network (weights included)
+    that calling the constructor by hand with the variant's switches gives."""
+    from facesketch.models.discriminators import HIDADiscriminator
+    from facesketch.models.generators import GlobalGenerator, UNet
+
+    code = load_config(REPO / "config.yaml", overrides={"follow": "code"})["resolved"]["hida_full"]
+    s = small(code)
+    torch.manual_seed(0)
+    built = registry.build_generator(s)
+    torch.manual_seed(0)
+    by_hand = HIDAGenerator(3, 1, 64, ngf=8, depth_input=True, decoder_norm="dyspade", encoder_activation="metaacon",
+                            decoder_activation="infoacon", dog="top2", depth_head=True, residual="code",
+                            depth_pyramid="nearest", appearance=True, style_input="condition")
+    a, b = built.state_dict(), by_hand.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    x, d, st = torch.rand(1, 3, 64, 64), torch.rand(1, 1, 64, 64), torch.eye(3)[:1]
+    torch.testing.assert_close(built.eval()(x, d, st), by_hand.eval()(x, d, st), rtol=0, atol=0)  # no dropout
+    torch.manual_seed(1)
+    built_d = registry.build_discriminator(s)
+    torch.manual_seed(1)
+    hand_d = HIDADiscriminator(2, ndf=8, n_layers=3, norm="instance")
+    assert all(torch.equal(p, q) for p, q in zip(built_d.state_dict().values(), hand_d.state_dict().values()))
+    for name, cls, hand in (("pix2pix", UNet, dict(ngf=8, norm="batch", dropout=True, style_input="none")),
+                            ("pix2pixhd", GlobalGenerator, dict(ngf=8, n_blocks=2, norm="instance"))):
+        torch.manual_seed(2)
+        g = registry.build_generator(small(cfg["resolved"][name]))
+        torch.manual_seed(2)
+        h = cls(3, 1, 64, **hand)
+        assert type(g) is cls and all(torch.equal(p, q) for p, q in zip(g.state_dict().values(),
+                                                                          h.state_dict().values()))
+    # the switches are the constructor's keyword arguments, defaults included
+    assert registry.switches(GlobalGenerator)["n_downsampling"] == 4
+    assert registry.switches(registry.GENERATORS["resnet"])["n_downsampling"] == 2
+
+
+def test_parameter_names_of_the_first_release_load(cfg):
+    """Checkpoints of the first release name the IDA layer's parts up, appearance, condition
+    (shared, act, heads) and f_act: they must still be the keys."""
+    g = HIDAGenerator(ngf=4, num_downs=8, dog="top2")
+    keys = set(g.state_dict())
+    for key in ("ups.0.up.weight", "ups.0.up.offset.weight", "ups.1.appearance.0.weight", "ups.1.appearance.1.p1",
+                "ups.1.condition.shared.weight", "ups.1.condition.act.fc1.weight",
+                "ups.1.condition.heads.theta.weight", "ups.1.condition.heads.gamma.bias",
+                "ups.1.condition.heads.beta.weight", "ups.1.f_act.p2", "first_depth.weight", "depth_head.1.bias"):
+        assert key in keys, key
+
+
+def test_one_answer_to_needs_depth(cfg):
+    r = cfg["resolved"]
+    assert registry.needs_depth(r["hida_B"]) and registry.needs_depth(r["hida_full"])
+    assert not registry.needs_depth(r["pix2pix"]) and not registry.needs_depth(r["cyclegan_attn"])
+    sees_depth = deep_merge(r["pix2pix"], {"discriminator": {"inputs": ["depth", "sketch"]}})
+    assert registry.needs_depth(sees_depth)
+    only_loss = deep_merge(r["hida_B"], {"generator": {"depth_input": False}, "discriminator": {"inputs": ["sketch"]}})
+    assert registry.needs_depth(only_loss)  # the geometric loss compares against the depth map
+    assert registry.needs_depth(deep_merge(only_loss, {"losses": {"geometric": {"weight": 0.0}}})) is False
+    assert registry.style_aware(r["hida_full"]) and not registry.style_aware(r["hida_B"])

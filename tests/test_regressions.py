@@ -232,7 +232,7 @@ def test_training_batches_carry_the_style_of_their_pair(tiny_prepared, cfg, dept
     # and the generator of a training step receives that one-hot
     spec = small(cfg["resolved"]["pix2pix"])
     spec["generator"]["style_input"] = "channels"
-    engine = Engine(spec, torch.device("cpu"), tmp_path)
+    engine = Engine(spec, torch.device("cpu"), {})
     seen = []
     engine.nets["G"].register_forward_pre_hook(lambda m, args: seen.append(args[2].clone()))
     idx = torch.tensor([0, 1, 2, 3])
@@ -395,7 +395,7 @@ def test_textural_loss_compares_with_the_ground_truth_sketch(tiny_prepared, cfg,
     spec = small(cfg["resolved"]["pix2pix"])
     spec["losses"]["textural"] = {"weight": 2.0, "mode": "sobel_target"}
     torch.manual_seed(0)
-    engine = Engine(spec, torch.device("cpu"), tmp_path)
+    engine = Engine(spec, torch.device("cpu"), {})
     fakes = []
     engine.nets["G"].register_forward_hook(lambda m, args, out: fakes.append(out.detach().clone()))
     _, tensors = load_split(tiny_prepared / "manifest.parquet", None, "train", 60, False)
@@ -413,7 +413,7 @@ def test_discriminator_sees_the_ground_truth_depth(tiny_prepared, cfg, depth_map
     spec = small(cfg["resolved"]["hida_full"])
     assert spec["discriminator"]["inputs"][0] == "depth"
     torch.manual_seed(0)
-    engine = Engine(spec, torch.device("cpu"), tmp_path)
+    engine = Engine(spec, torch.device("cpu"), {})
     seen = []
     engine.nets["D"].register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
     _, tensors = load_split(tiny_prepared / "manifest.parquet", depth_maps, "train", 60, True)

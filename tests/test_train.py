@@ -18,7 +18,7 @@ import torch
 from facesketch.config import load_config
 from facesketch.maps import encoding
 from facesketch.train import checkpoint as ckpt
-from facesketch.train.engine import Engine, ImagePool
+from facesketch.train.engine import Engine, ImagePool, loss_networks
 from facesketch.train.infer import fit_to, infer, network_inputs, network_outputs
 from facesketch.train.run import train
 from facesketch.train.schedule import lr_factor
@@ -117,7 +117,7 @@ def test_two_step_run_is_deterministic_and_a_step_changes_weights(cfg, tiny_prep
     a, b = _generators(tmp_path / "a" / "model.pt"), _generators(tmp_path / "b" / "model.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
     torch.manual_seed(7)
-    engine = Engine(spec, torch.device("cpu"), tmp_path)
+    engine = Engine(spec, torch.device("cpu"), loss_networks(spec, tmp_path, torch.device("cpu")))
     before = {k: v.clone() for k, v in engine.nets["G"].state_dict().items()}
     from facesketch.train.data import DeviceDataset, load_split
 
@@ -235,3 +235,19 @@ def test_concurrent_gpu_jobs_each_take_their_own_gpu(tmp_path):
             p.wait()
     again = subprocess.run([sys.executable, "-c", LOCKER, "1", "0"], env=env, capture_output=True, text=True)
     assert again.stdout.strip() == "gpu 0"  # locks die with their process
+
+
+def test_engine_takes_its_loss_networks_from_the_factory(cfg, tmp_path):
+    """Loss networks come in through the constructor: a missing one is a config error naming it,
+    and the factory that the CLI uses names the weights file it could not find."""
+    from facesketch.errors import ConfigError, FacesketchError
+
+    spec = tiny(cfg["resolved"]["pix2pixhd"])
+    spec["losses"]["vgg"] = 10.0
+    with pytest.raises(ConfigError, match=r"variants.pix2pixhd.losses: no network given for vgg"):
+        Engine(spec, torch.device("cpu"), {})
+    with pytest.raises(FacesketchError, match="vgg19"):
+        loss_networks(spec, tmp_path / "no-weights", torch.device("cpu"))
+    stand_in = torch.nn.Identity()
+    engine = Engine(spec, torch.device("cpu"), {"vgg": stand_in})
+    assert engine.loss_nets["vgg"] is stand_in and engine.weights["vgg"] == 10.0 and engine.weights["l1"] == 0.0

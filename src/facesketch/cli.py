@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fetch", help="copy a local FS2K archive or download it, and check it")
     p.add_argument("--out", required=True)
     p.add_argument("--source", help="local FS2K.zip (empty = download)")
-    p.add_argument("--gdrive-id", default="1saIMhQ3dc5_ftkfGmBPbCluRn_zy7QQp")
+    p.add_argument("--gdrive-id", default="1saIMhQ3dc5_ftkfGmBPbCluRn_zy7QQp", help="Google Drive id of FS2K.zip")
     p.add_argument("--sha256", help="expected SHA-256 (empty = do not check)")
     p.set_defaults(func=cmd_fetch)
 

@@ -298,7 +298,10 @@ def run_released(cfg: dict) -> list[str]:
 
 
 def style_aware(spec: dict) -> bool:
-    return spec["generator"].get("style_input", "none") != "none"
+    """Whether a variant draws in the style asked for (its generator answers: models.registry)."""
+    from facesketch.models import registry  # torch is imported only when a variant is asked about
+
+    return registry.style_aware(spec)
 
 
 def style_name(index: int) -> str:

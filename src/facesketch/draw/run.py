@@ -104,7 +104,7 @@ class Drawer:
         self.device = pick(options.device)
         self.spec, gens = load_model(Path(checkpoint), self.device)
         self.generator = gens["G"] if "G" in gens else gens["G_A"]  # unpaired: photo -> sketch
-        self.with_depth = registry.uses_depth(self.spec)
+        self.with_depth = registry.generator_reads(self.spec)[0]
         self.styled = style_aware(self.spec)
         self.labels = list(options.styles) if self.styled else ["sketch"]
         self._finder = self._face_depth = self._scene_depth = None

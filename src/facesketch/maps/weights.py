@@ -332,9 +332,9 @@ def required(cfg: dict) -> list[str]:
             names.append(cfg["resolved"][v]["pretrained"])
     # natural images drawn by a depth-using variant need MiDaS (facesketch draw --scene)
     from facesketch.draw.figure import folder, variants
-    from facesketch.models.registry import uses_depth
+    from facesketch.models.registry import generator_reads
 
-    if folder(cfg, "scenes") and any(uses_depth(cfg["resolved"][v]) for v in variants(cfg, run_variants(cfg))):
+    if folder(cfg, "scenes") and any(generator_reads(cfg["resolved"][v])[0] for v in variants(cfg, run_variants(cfg))):
         names.append("midas_v21")
     return list(dict.fromkeys(names))
 

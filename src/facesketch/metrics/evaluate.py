@@ -1,4 +1,4 @@
-"""Scoring sketches under the FS2K protocol into one Parquet of per-image values.
+"""Scoring sketches under the FS2K protocol (docs/metrics.md) into one Parquet of per-image values.
 
 Rows: variant, seed, style_asked, style_gt, image_id, metric, value, scope ('image', or 'set'
 for FID and KID, properties of a set: per seed and style, and per seed over all styles; or
@@ -8,8 +8,9 @@ for FID and KID, properties of a set: per seed and style, and per seed over all 
 is true) is NaN with the reason, so one bad image never silently shifts a mean and never stops
 the others being scored.
 
-SCOOT, SSIM, MS-SSIM and FSIM run in a process pool (one process per core, one thread each);
-LPIPS and FID run batched on the device.
+SCOOT, SSIM, MS-SSIM and FSIM run in a process pool (one process per core, one thread each),
+dispatched through the table of metrics (facesketch.metrics.catalogue); LPIPS and FID run
+batched on the device.
 """
 
 from __future__ import annotations
@@ -28,14 +29,12 @@ from facesketch.data.fs2k import fs2k_id, load_manifest
 from facesketch.errors import DataError, FacesketchError, WeightsError
 from facesketch.fileio import read_array, write_parquet
 from facesketch.metrics import inputs, protocol
+from facesketch.metrics.catalogue import CPU_METRICS, LOWER_IS_BETTER, METRICS, SET_METRICS  # noqa: F401 (re-exported)
 from facesketch.metrics.inputs import read_result_grey
 from facesketch.progress import progress
 
 log = logging.getLogger(__name__)
 
-CPU_METRICS = ("SCOOT", "SSIM", "MS-SSIM", "FSIM")
-LOWER_IS_BETTER = {"FID", "KID", "LPIPS"}
-SET_METRICS = ("FID", "KID")
 COLUMNS = ["variant", "seed", "style_asked", "style_gt", "image_id", "metric", "value", "scope", "n_images", "reason",
            "replicate", "n_expected"]
 
@@ -80,7 +79,7 @@ def _cpu_chunk(jobs: list[Job], names: tuple[str, ...]) -> list[tuple[int, str, 
     import torch
 
     torch.set_num_threads(1)
-    from facesketch.metrics import fsim, scoot, similarity
+    from facesketch.metrics import fsim
 
     out, loaded = [], []
     gt_fsim: dict[tuple, tuple] = {}  # FSIM features of each ground truth, computed once per chunk
@@ -92,18 +91,14 @@ def _cpu_chunk(jobs: list[Job], names: tuple[str, ...]) -> list[tuple[int, str, 
     for job, res, gt in loaded:
         for m in names:
             try:
-                if m == "SCOOT":
-                    v = scoot.scoot(res, gt)
-                elif m == "SSIM":
-                    v = similarity.ssim_matlab(res, gt)[0]
-                elif m == "MS-SSIM":
-                    v = similarity.ms_ssim(res, gt)[0]
-                else:
+                if m == "FSIM":  # each ground truth's features once per chunk (half of FSIM's cost)
                     gk = gt_key(job)
                     if gk not in gt_fsim:
                         gt_fsim[gk] = fsim.features(torch.from_numpy(gt).float()[None, None])
                     v = fsim.fsim_from_features(fsim.features(torch.from_numpy(res).float()[None, None]),
                                                 gt_fsim[gk])[0]
+                else:
+                    v = METRICS[m].cpu(res, gt)
                 out.append((job.key, m, float(v), ""))
             except (ValueError, RuntimeError) as e:  # e.g. an image too small for MS-SSIM's 5 scales
                 out.append((job.key, m, float("nan"), f"{m} failed: {e}"))

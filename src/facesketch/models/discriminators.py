@@ -1,6 +1,9 @@
 """Discriminators: pix2pix's 70x70 PatchGAN, HIDA's (depth, sketch) PatchGAN, and Pix2PixHD's
-multi-scale discriminator. Each returns a list of feature maps whose last entry is the patch
-logits, so feature matching can use the rest.
+multi-scale discriminator (docs/architectures.md). Each returns a list of feature maps whose last
+entry is the patch logits, so feature matching can use the rest.
+
+As for the generators, the keyword-only constructor arguments are the switches a variant's
+``discriminator`` block may set, with their defaults.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ class PatchGAN(nn.Module):
     """pix2pix NLayerDiscriminator: C64-C128-C256-C512 (stride 2, 2, 2, 1) then 1 channel,
     4x4 kernels with padding 1: a 70x70 receptive field, 30x30 logits for 256x256 input."""
 
-    def __init__(self, cin: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch", padding: int = 1):
+    def __init__(self, cin: int, padding: int = 1, *, ndf: int = 64, n_layers: int = 3, norm: str = "batch"):
         super().__init__()
         stages = [nn.Sequential(_conv(cin, ndf, 2, padding, "none"), nn.LeakyReLU(0.2))]
         c = ndf
@@ -52,7 +55,7 @@ class HIDADiscriminator(nn.Module):
     LeakyReLU 0.2 before the 1-channel conv (spade_discraminator.py NLayerDiscriminator; 35x35
     logits for 256x256 input)."""
 
-    def __init__(self, cin: int, ndf: int = 64, n_layers: int = 3, norm: str = "instance"):
+    def __init__(self, cin: int, *, ndf: int = 64, n_layers: int = 3, norm: str = "instance"):
         super().__init__()
         stages = [nn.Sequential(_conv(cin, ndf, 2, 2, "none"), nn.LeakyReLU(0.2))]
         c = ndf
@@ -71,9 +74,9 @@ class HIDADiscriminator(nn.Module):
 class MultiScale(nn.Module):
     """Pix2PixHD: ``num_d`` PatchGANs (padding 2) on the input downsampled by 1, 2, 4, ..."""
 
-    def __init__(self, cin: int, ndf: int = 64, n_layers: int = 3, num_d: int = 2, norm: str = "instance"):
+    def __init__(self, cin: int, *, ndf: int = 64, n_layers: int = 3, num_d: int = 2, norm: str = "instance"):
         super().__init__()
-        self.scales = nn.ModuleList(PatchGAN(cin, ndf, n_layers, norm, padding=2) for _ in range(num_d))
+        self.scales = nn.ModuleList(PatchGAN(cin, 2, ndf=ndf, n_layers=n_layers, norm=norm) for _ in range(num_d))
 
     def forward(self, x) -> list[list[torch.Tensor]]:
         out = []

@@ -1,17 +1,45 @@
 """Generators: pix2pix U-Net, HIDA's depth-aware U-Net, ResNet (CycleGAN / Pix2PixHD global),
-and the AttentionGAN generator of the edge/normal CycleGAN.
+and the AttentionGAN generator of the edge/normal CycleGAN (docs/architectures.md).
 
 Every generator takes ``forward(x, depth=None, style=None)``: x in [-1, 1], depth (B, 1, H, W)
 in [0, 1], style (B, 3) one-hot. Each uses what its switches ask for.
+
+Constructors are the one home of each switch's default: their keyword-only arguments are the
+switches a variant's ``generator`` block may set (facesketch.models.registry reads them from the
+signature); the positional ones (channels in and out, the input size) come from the variant.
+Each generator says what it reads besides the photo in ``reads_depth`` and ``reads_style``.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facesketch.models.layers import IDAUp, activation, norm_layer
+from facesketch.models.layers import IDAUp, activation, norm_layer, style_maps
+
+
+def u_net_depth(num_downs: int | None, crop: int) -> int:
+    """Down layers of a U-Net that ends at 1x1: log2(crop) unless set; they must divide crop."""
+    if num_downs is not None:
+        if crop % (2 ** num_downs):
+            raise ValueError(f"generator.num_downs {num_downs} does not divide input.crop {crop}")
+        return num_downs
+    n = int(round(math.log2(crop)))
+    if 2 ** n != crop:
+        raise ValueError(f"input.crop {crop} is not a power of two; set generator.num_downs")
+    return n
+
+
+def style_input_channels(style_input: str) -> int:
+    """3 one-hot channels appended to the input for ``channels``; networks without a DySPADE
+    condition take only ``none`` or ``channels``."""
+    if style_input not in ("none", "channels"):
+        raise ValueError(f"style_input {style_input!r} needs a HIDA generator (this one takes none or channels)")
+    return 3 if style_input == "channels" else 0
+
 
 # --- pix2pix U-Net ------------------------------------------------------------------------------
 
@@ -24,10 +52,12 @@ class UNet(nn.Module):
     as in the reference implementation (unet_256 = 8 downs).
     """
 
-    def __init__(self, cin: int, cout: int, ngf: int = 64, num_downs: int = 8, norm: str = "batch",
-                 dropout: bool = True, style_channels: int = 0):
+    def __init__(self, cin: int, cout: int, crop: int = 256, *, ngf: int = 64, num_downs: int | None = None,
+                 norm: str = "batch", dropout: bool = True, style_input: str = "none"):
         super().__init__()
-        self.style_channels = style_channels
+        num_downs = u_net_depth(num_downs, crop)
+        self.style_channels = style_channels = style_input_channels(style_input)
+        self.reads_depth, self.reads_style = False, style_channels > 0
         bias = norm != "batch"
         chans = [min(ngf * 2 ** i, ngf * 8) for i in range(num_downs)]
         self.downs = nn.ModuleList()
@@ -53,7 +83,7 @@ class UNet(nn.Module):
 
     def forward(self, x, depth=None, style=None):
         if self.style_channels:
-            x = torch.cat([x, style[:, :, None, None].expand(-1, -1, *x.shape[-2:]).to(x.dtype)], 1)
+            x = torch.cat([x, style_maps(style, x.shape[-2:], x.dtype)], 1)
         skips = []
         for down in self.downs:
             x = down(x)
@@ -68,9 +98,9 @@ class UNet(nn.Module):
 
 
 class HIDAGenerator(nn.Module):
-    """HIDA's U-Net (REFERENCE 1): photo and depth each through their own first conv, seven more
-    down layers (activation -> Conv4x4/2 -> IN, the last without IN), seven IDA up layers, a
-    sketch head and a depth-reconstruction head.
+    """HIDA's U-Net (docs/architectures.md, "HIDA generator"): photo and depth each through their
+    own first conv, seven more down layers (activation -> Conv4x4/2 -> IN, the last without IN),
+    seven IDA up layers, a sketch head and a depth-reconstruction head.
     """
 
     @staticmethod
@@ -81,22 +111,24 @@ class HIDAGenerator(nn.Module):
         return {"none": (), "top2": (0, 1), "mid3": (start, start + 1, start + 2), "btm2": (n_up - 2, n_up - 1),
                 "all": tuple(range(n_up))}[placement]
 
-    def __init__(self, ngf: int = 64, num_downs: int = 8, depth_input: bool = True,
-                 decoder_norm: str = "dyspade", encoder_activation: str = "metaacon",
+    def __init__(self, cin: int = 3, cout: int = 1, crop: int = 256, *, ngf: int = 64, num_downs: int | None = None,
+                 depth_input: bool = True, decoder_norm: str = "dyspade", encoder_activation: str = "metaacon",
                  decoder_activation: str = "infoacon", dog: str = "top2", depth_head: bool = True,
                  residual: str = "paper", depth_pyramid: str = "gaussian", appearance: bool = True,
-                 style_input: str = "condition", out_channels: int = 1):
+                 style_input: str = "condition"):
         super().__init__()
+        num_downs = u_net_depth(num_downs, crop)
         if num_downs < 4:
             raise ValueError("HIDA needs at least 4 down layers (3 up layers for the DOG placements)")
         self.depth_input, self.style_input = depth_input, style_input
+        self.reads_depth, self.reads_style = depth_input, style_input != "none"
         n_up = num_downs - 1
         dog_at = set(self.dog_layers(dog, n_up))
         style_ch = 3 if style_input == "channels" else 0
-        self.first_photo = nn.Conv2d(3 + style_ch, ngf, 4, 2, 1)
+        self.first_photo = nn.Conv2d(cin + style_ch, ngf, 4, 2, 1)
         self.first_depth = nn.Conv2d(1, ngf, 4, 2, 1) if depth_input else None
         c0 = ngf * (2 if depth_input else 1)
-        # encoder widths after the first layer: 2ngf, 4ngf, 8ngf, 8ngf, ... (REFERENCE: 128, 256, 512 x4)
+        # encoder widths after the first layer: 2ngf, 4ngf, 8ngf, 8ngf, ... (128, 256, 512 x4 at ngf 64)
         enc = [min(ngf * 2 ** (i + 1), ngf * 8) for i in range(n_up)]
         self.downs = nn.ModuleList()
         prev = c0
@@ -122,17 +154,18 @@ class HIDAGenerator(nn.Module):
             prev = out
         head_act = "metaacon" if decoder_activation in ("metaacon", "infoacon") else decoder_activation
         self.sketch_head = nn.Sequential(activation(head_act, 2 * ngf),
-                                         nn.ConvTranspose2d(2 * ngf, out_channels, 4, 2, 1), nn.Tanh())
+                                         nn.ConvTranspose2d(2 * ngf, cout, 4, 2, 1), nn.Tanh())
         self.depth_head = None
         if depth_head and depth_input:
             self.depth_head = nn.Sequential(activation(head_act, 2 * ngf), nn.ConvTranspose2d(2 * ngf, 1, 4, 2, 1))
+
     def forward(self, x, depth=None, style=None):
         return self.forward_all(x, depth, style)[0]
 
     def forward_all(self, x, depth=None, style=None):
         """(sketch, reconstructed depth or None)."""
         if self.style_input == "channels":
-            x = torch.cat([x, style[:, :, None, None].expand(-1, -1, *x.shape[-2:]).to(x.dtype)], 1)
+            x = torch.cat([x, style_maps(style, x.shape[-2:], x.dtype)], 1)
         p = self.first_photo(x)
         feats = [p]
         if self.depth_input:
@@ -183,20 +216,32 @@ def resnet_decoder_trunk(c: int, n_up: int, norm: str) -> tuple[nn.Sequential, i
 
 
 class ResnetGenerator(nn.Module):
-    """CycleGAN's ResNet generator (n_down 2, 9 blocks) and Pix2PixHD's global generator (n_down 4)."""
+    """CycleGAN's ResNet generator: 2 stride-2 downsamplings, 9 residual blocks at 1/4 size, back up."""
 
-    def __init__(self, cin: int, cout: int, ngf: int = 64, n_downsampling: int = 2, n_blocks: int = 9,
-                 norm: str = "instance", style_channels: int = 0):
+    def __init__(self, cin: int, cout: int, crop: int | None = None, *, ngf: int = 64, n_downsampling: int = 2,
+                 n_blocks: int = 9, norm: str = "instance", style_input: str = "none"):
         super().__init__()
-        self.style_channels = style_channels
+        if crop is not None and crop % (2 ** n_downsampling):
+            raise ValueError(f"input.crop {crop} is not divisible by 2^{n_downsampling}")
+        self.style_channels = style_channels = style_input_channels(style_input)
+        self.reads_depth, self.reads_style = False, style_channels > 0
         enc, c = resnet_encoder(cin + style_channels, ngf, n_downsampling, n_blocks, norm)
         dec, c = resnet_decoder_trunk(c, n_downsampling, norm)
         self.net = nn.Sequential(enc, dec, nn.ReflectionPad2d(3), nn.Conv2d(c, cout, 7), nn.Tanh())
 
     def forward(self, x, depth=None, style=None):
         if self.style_channels:
-            x = torch.cat([x, style[:, :, None, None].expand(-1, -1, *x.shape[-2:]).to(x.dtype)], 1)
+            x = torch.cat([x, style_maps(style, x.shape[-2:], x.dtype)], 1)
         return self.net(x)
+
+
+class GlobalGenerator(ResnetGenerator):
+    """Pix2PixHD's global generator: the ResNet generator with 4 downsamplings (its only difference)."""
+
+    def __init__(self, cin: int, cout: int, crop: int | None = None, *, ngf: int = 64, n_downsampling: int = 4,
+                 n_blocks: int = 9, norm: str = "instance", style_input: str = "none"):
+        super().__init__(cin, cout, crop, ngf=ngf, n_downsampling=n_downsampling, n_blocks=n_blocks, norm=norm,
+                         style_input=style_input)
 
 
 class AttentionResnetGenerator(nn.Module):
@@ -205,10 +250,11 @@ class AttentionResnetGenerator(nn.Module):
     output = sum_i content_i * mask_i + input * mask_last (the background taken from the input).
     """
 
-    def __init__(self, cin: int, cout: int, ngf: int = 64, n_blocks: int = 9, n_content: int = 9,
+    def __init__(self, cin: int, cout: int, *, ngf: int = 64, n_blocks: int = 9, n_content: int = 9,
                  norm: str = "instance"):
         super().__init__()
         self.cout, self.n_content = cout, n_content
+        self.reads_depth = self.reads_style = False
         self.encoder, c = resnet_encoder(cin, ngf, 2, n_blocks, norm)
         content_trunk, c1 = resnet_decoder_trunk(c, 2, norm)
         attention_trunk, c2 = resnet_decoder_trunk(c, 2, norm)

@@ -1,7 +1,7 @@
 """Building blocks of HIDA and the baselines: metaACON, InfoACON, DySPADE, DOG, the IDA up block.
 
 Each is one small module with its switches in the constructor, composed by the generators
-the way SPADE composes its normalisation into residual blocks.
+the way SPADE composes its normalisation into residual blocks (docs/architectures.md).
 """
 
 from __future__ import annotations
@@ -22,6 +22,11 @@ def norm_layer(kind: str, channels: int, affine: bool | None = None) -> nn.Modul
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"unknown norm {kind!r}")
+
+
+def style_maps(style: torch.Tensor, size, dtype: torch.dtype) -> torch.Tensor:
+    """One-hot styles (B, 3) as constant maps (B, 3, H, W) of ``size`` (H, W) in ``dtype``."""
+    return style[:, :, None, None].expand(-1, -1, *size).to(dtype)
 
 
 def acon_form(x: torch.Tensor, p1: torch.Tensor, p2: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
@@ -45,7 +50,8 @@ class MetaACON(nn.Module):
     def beta(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.fc2(self.fc1(x.mean(dim=(2, 3), keepdim=True))))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, theta: torch.Tensor | None = None) -> torch.Tensor:
+        """``theta`` is ignored: metaACON's switch comes from x itself (see ``activation``)."""
         return acon_form(x, self.p1, self.p2, self.beta(x))
 
 
@@ -62,38 +68,98 @@ class InfoACON(nn.Module):
         return acon_form(x, self.p1, self.p2, torch.sigmoid(theta))
 
 
+class ReLU(nn.ReLU):
+    """ReLU that takes (and ignores) a condition ``theta``, as every IDA-layer activation does."""
+
+    def forward(self, x: torch.Tensor, theta: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(x)
+
+
 def activation(kind: str, channels: int) -> nn.Module:
-    """A plain (input-only) activation: relu, leakyrelu (0.2) or metaacon."""
+    """relu, leakyrelu (0.2), metaacon or infoacon on ``channels`` channels.
+
+    relu, metaacon and infoacon take ``forward(x, theta=None)``: InfoACON needs the condition's
+    theta, the other two ignore it, so a decoder layer calls any of them the same way.
+    """
     if kind == "relu":
-        return nn.ReLU()
+        return ReLU()
     if kind == "leakyrelu":
         return nn.LeakyReLU(0.2)
     if kind == "metaacon":
         return MetaACON(channels)
+    if kind == "infoacon":
+        return InfoACON(channels)
     raise ValueError(f"unknown activation {kind!r}")
 
 
-class ConditionBranch(nn.Module):
-    """The shared part of DySPADE/InfoACON: h = metaACON(conv3x3(c)), then conv3x3 heads.
+def nearest_resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    return F.interpolate(x, size=(size, size), mode="nearest")
 
-    ``heads`` names the heads it builds among theta, gamma, beta, so a layer creates only the
-    parameters it uses.
+
+class ConditionBranch(nn.Module):
+    """The condition of one IDA up layer and the branch shared by DySPADE and InfoACON
+    (docs/architectures.md, "Inside one IDA up layer").
+
+    The condition c = cat(depth resized to the layer, style maps, appearance map), each part
+    present when its switch asks; then h = metaACON(conv3x3(c)) and conv3x3 heads. ``heads``
+    names the heads it builds among theta (InfoACON), gamma and beta (DySPADE), so a layer
+    creates only the parameters it uses.
     """
 
-    def __init__(self, cond_channels: int, channels: int, heads: tuple[str, ...]):
+    def __init__(self, channels: int, heads: tuple[str, ...], *, depth: bool, depth_pyramid: str,
+                 style_channels: int, appearance: bool):
         super().__init__()
+        cond_channels = int(depth) + style_channels + int(appearance)
+        if cond_channels == 0:
+            raise ValueError("DySPADE/InfoACON need a condition: enable depth, style or appearance")
+        self.resize_depth = None
+        if depth:
+            self.resize_depth = gaussian_downsample if depth_pyramid == "gaussian" else nearest_resize
+        self.style_channels = style_channels
         self.shared = nn.Conv2d(cond_channels, channels, 3, padding=1)
         self.act = MetaACON(channels)
         self.heads = nn.ModuleDict({h: nn.Conv2d(channels, channels, 3, padding=1) for h in heads})
 
-    def forward(self, cond: torch.Tensor) -> dict[str, torch.Tensor]:
-        h = self.act(self.shared(cond))
+    def condition(self, size: int, depth, style, appearance) -> torch.Tensor:
+        parts = []
+        if self.resize_depth is not None:
+            parts.append(self.resize_depth(depth, size))
+        if self.style_channels:
+            parts.append(style_maps(style, (size, size), depth.dtype if depth is not None else style.dtype))
+        if appearance is not None:
+            parts.append(appearance)
+        return torch.cat(parts, dim=1)
+
+    def forward(self, size: int, depth, style, appearance) -> dict[str, torch.Tensor]:
+        h = self.act(self.shared(self.condition(size, depth, style, appearance)))
         return {name: conv(h) for name, conv in self.heads.items()}
 
 
 def dyspade(f: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """DySPADE: parameter-free instance norm, modulated per pixel: IN(F) (1 + gamma) + beta."""
     return F.instance_norm(f) * (1 + gamma) + beta
+
+
+class DySPADE(nn.Module):
+    """The normalisation of an IDA layer with DySPADE: K = DySPADE(F; gamma, beta) from the
+    condition, output H + K (paper, Eq. 4: ``residual: paper``) or K + F (released code)."""
+
+    def __init__(self, residual: str):
+        super().__init__()
+        if residual not in ("paper", "code"):
+            raise ValueError(f"unknown residual {residual!r}")
+        self.add_upsampled = residual == "paper"
+
+    def forward(self, h: torch.Tensor, f: torch.Tensor, mod: dict[str, torch.Tensor]) -> torch.Tensor:
+        k = dyspade(f, mod["gamma"], mod["beta"])
+        return h + k if self.add_upsampled else k + f
+
+
+class InstanceNorm(nn.Module):
+    """The normalisation of an IDA layer without DySPADE: IN(F), no residual, no parameters."""
+
+    def forward(self, h: torch.Tensor, f: torch.Tensor, mod: dict[str, torch.Tensor]) -> torch.Tensor:
+        return F.instance_norm(f)
 
 
 class DOGUpsample(nn.Module):
@@ -147,13 +213,17 @@ def gaussian_downsample(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class IDAUp(nn.Module):
-    """One up layer of HIDA's decoder, every difference between the ablations a switch.
+    """One up layer of HIDA's decoder, every difference between the ablations a switch, each
+    chosen here so that ``forward`` is the same few lines for all of them.
 
-    Input: x = cat(decoder feature, skip). Steps (REFERENCE 1, "Inside one IDA up layer"):
-    appearance A = metaACON(TrConv(skip -> 1)); H = TrConv(x) or DOG(x); condition
-    c = cat(depth at this size, style maps, A); F = act(H) with act ReLU, metaACON or
-    InfoACON(theta(c)); K = IN(F) or DySPADE(F; gamma(c), beta(c)); with DySPADE the output is
-    H + K (paper, Eq. 4) or K + F (released code); dropout 0.5 where asked.
+    Input: x = cat(decoder feature, skip). Steps (docs/architectures.md, "Inside one IDA up
+    layer"): appearance A = metaACON(TrConv(skip -> 1)); H = TrConv(x) or DOG(x); condition
+    c = cat(depth at this size, style maps, A) through the shared branch to theta, gamma, beta;
+    F = act(H; theta) with act ReLU, metaACON or InfoACON; out = IN(F), or with DySPADE H + K
+    (paper, Eq. 4) or K + F (released code), K = DySPADE(F; gamma, beta); dropout 0.5 where asked.
+
+    Parameter names (up, appearance, condition.{shared,act,heads}, f_act) are those of the first
+    release, so its checkpoints load.
     """
 
     def __init__(self, cin: int, cout: int, *, skip_channels: int = 0, dog: bool = False,
@@ -161,50 +231,32 @@ class IDAUp(nn.Module):
                  depth: bool = True, style_channels: int = 0, residual: str = "paper",
                  dropout: bool = False, depth_pyramid: str = "gaussian"):
         super().__init__()
-        self.norm, self.act_kind, self.residual, self.depth_pyramid = norm, act, residual, depth_pyramid
-        self.use_depth, self.style_channels = depth, style_channels
+        if norm not in ("instance", "dyspade"):
+            raise ValueError(f"unknown decoder norm {norm!r}")
+        if act not in ("relu", "metaacon", "infoacon"):
+            raise ValueError(f"unknown decoder activation {act!r}")
         self.up = DOGUpsample(cin, cout) if dog else nn.ConvTranspose2d(cin, cout, 4, 2, 1)
         self.appearance = None
         if appearance and skip_channels:
             self.appearance = nn.Sequential(nn.ConvTranspose2d(skip_channels, 1, 4, 2, 1), MetaACON(1))
-        cond = int(depth) + style_channels + int(self.appearance is not None)
         heads = (("theta",) if act == "infoacon" else ()) + (("gamma", "beta") if norm == "dyspade" else ())
-        if heads and cond == 0:
+        if heads and not (depth or style_channels or self.appearance is not None):
             raise ValueError("DySPADE/InfoACON need a condition: enable depth, style or appearance")
-        self.condition = ConditionBranch(cond, cout, heads) if heads else None
-        if act == "infoacon":
-            self.f_act = InfoACON(cout)
-        elif act == "metaacon":
-            self.f_act = MetaACON(cout)
-        elif act in ("relu", "leakyrelu"):
-            self.f_act = activation(act, cout)
-        else:
-            raise ValueError(f"unknown decoder activation {act!r}")
+        self.condition = None
+        if heads:
+            self.condition = ConditionBranch(cout, heads, depth=depth, depth_pyramid=depth_pyramid,
+                                             style_channels=style_channels, appearance=self.appearance is not None)
+        self.f_act = activation(act, cout)
+        self.norm = DySPADE(residual) if norm == "dyspade" else InstanceNorm()
         self.dropout = nn.Dropout(0.5) if dropout else nn.Identity()
-
-    def _condition(self, size: int, depth, style, skip) -> torch.Tensor:
-        parts = []
-        if self.use_depth:
-            if self.depth_pyramid == "gaussian":
-                parts.append(gaussian_downsample(depth, size))
-            else:
-                parts.append(F.interpolate(depth, size=(size, size), mode="nearest"))
-        if self.style_channels:
-            parts.append(style[:, :, None, None].expand(-1, -1, size, size).to(depth.dtype if depth is not None
-                                                                                else style.dtype))
-        if self.appearance is not None:
-            parts.append(self.appearance(skip))
-        return torch.cat(parts, dim=1)
 
     def forward(self, x, skip=None, depth=None, style=None):
         if skip is not None:
             x = torch.cat([x, skip], dim=1)
         h = self.up(x)
-        params = self.condition(self._condition(h.shape[-1], depth, style, skip)) if self.condition else {}
-        f = self.f_act(h, params["theta"]) if self.act_kind == "infoacon" else self.f_act(h)
-        if self.norm == "dyspade":
-            k = dyspade(f, params["gamma"], params["beta"])
-            out = h + k if self.residual == "paper" else k + f
-        else:
-            out = F.instance_norm(f)
-        return self.dropout(out)
+        mod = {}
+        if self.condition is not None:
+            a = self.appearance(skip) if self.appearance is not None else None
+            mod = self.condition(h.shape[-1], depth, style, a)
+        f = self.f_act(h, mod.get("theta"))
+        return self.dropout(self.norm(h, f, mod))

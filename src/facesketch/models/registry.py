@@ -1,123 +1,127 @@
 """Networks picked by name from a variant's config: the only place that maps config to modules.
 
-A switch that an architecture does not have is a configuration error naming it, so that a
+Each architecture name maps to a class (as detectron2's registry does) that is built by keyword
+from the variant's ``generator`` / ``discriminator`` block. The switches a block may set are the
+class's keyword-only constructor arguments, read from its signature, and their defaults live
+there only; a switch the class does not have is a configuration error naming it, so that a
 variant cannot silently differ from what its config says.
 """
 
 from __future__ import annotations
 
-import math
+import inspect
+import json
+from functools import lru_cache
+from typing import Any
 
+import torch
 from torch import nn
 
 from facesketch.errors import ConfigError
 from facesketch.models import discriminators as D
 from facesketch.models import generators as G
 
-GENERATOR_KEYS = {
-    "unet": {"ngf", "num_downs", "norm", "dropout", "style_input", "out_channels"},
-    "hida": {"ngf", "num_downs", "depth_input", "decoder_norm", "encoder_activation", "decoder_activation",
-             "dog", "depth_head", "residual", "depth_pyramid", "appearance", "style_input", "out_channels"},
-    "pix2pixhd_global": {"ngf", "n_downsampling", "n_blocks", "norm", "style_input", "out_channels"},
-    "resnet": {"ngf", "n_downsampling", "n_blocks", "norm", "style_input", "out_channels"},
-    "attention_resnet": {"ngf", "n_blocks", "n_content", "norm", "out_channels"},
+GENERATORS: dict[str, type[nn.Module]] = {
+    "unet": G.UNet,
+    "hida": G.HIDAGenerator,
+    "pix2pixhd_global": G.GlobalGenerator,
+    "resnet": G.ResnetGenerator,
+    "attention_resnet": G.AttentionResnetGenerator,
 }
-DISCRIMINATOR_KEYS = {
-    "patchgan": {"ndf", "n_layers", "norm", "inputs"},
-    "hida": {"ndf", "n_layers", "norm", "inputs"},
-    "multiscale": {"ndf", "n_layers", "num_d", "norm", "inputs"},
+DISCRIMINATORS: dict[str, type[nn.Module]] = {
+    "patchgan": D.PatchGAN,
+    "hida": D.HIDADiscriminator,
+    "multiscale": D.MultiScale,
 }
+# keys of a block that the variant (not the class) uses: which class, and what it connects to
+GENERATOR_VARIANT_KEYS = {"arch", "out_channels"}
+DISCRIMINATOR_VARIANT_KEYS = {"arch", "inputs"}
+DEFAULT_DISCRIMINATOR = {"arch": "patchgan", "inputs": ["photo", "sketch"]}
 CHANNELS = {"photo": 3, "depth": 1}
 
 
-def _check_keys(kind: str, spec: dict, allowed: dict, where: str) -> str:
-    arch = spec.get("arch")
-    if arch not in allowed:
-        raise ConfigError(f"{where}.arch: {arch!r} is not one of {', '.join(allowed)}")
-    extra = set(spec) - allowed[arch] - {"arch"}
+def switches(cls: type) -> dict[str, Any]:
+    """The switches of a network class (its keyword-only constructor arguments) and their defaults."""
+    return {n: p.default for n, p in inspect.signature(cls).parameters.items() if p.kind is p.KEYWORD_ONLY}
+
+
+def _construct(kind: str, table: dict, block: dict, own: set[str], where: str, **context) -> nn.Module:
+    """``table[block.arch](**context it takes, **switches of block)``; errors name ``where``."""
+    arch = block.get("arch")
+    if arch not in table:
+        raise ConfigError(f"{where}.arch: {arch!r} is not one of {', '.join(table)}")
+    cls = table[arch]
+    allowed = switches(cls)
+    extra = set(block) - set(allowed) - own
     if extra:
         raise ConfigError(f"{where}: {', '.join(sorted(extra))} not a switch of {kind} {arch!r} "
-                          f"(it has: {', '.join(sorted(allowed[arch]))})")
-    return arch
-
-
-def num_downs(spec: dict, crop: int) -> int:
-    n = spec.get("num_downs")
-    if n is not None:
-        if crop % (2 ** n):
-            raise ConfigError(f"generator.num_downs {n} does not divide input.crop {crop}")
-        return n
-    n = int(round(math.log2(crop)))
-    if 2 ** n != crop:
-        raise ConfigError(f"input.crop {crop} is not a power of two; set generator.num_downs")
-    return n
+                          f"(it has: {', '.join(sorted(allowed))})")
+    params = inspect.signature(cls).parameters
+    given = {k: v for k, v in context.items() if k in params}
+    try:
+        return cls(**given, **{k: v for k, v in block.items() if k in allowed})
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from e
 
 
 def sketch_channels(variant: dict) -> int:
-    g = variant["generator"]
+    """Channels of a drawn sketch: generator.out_channels, else 1 (paired) or 3 (unpaired, as CycleGAN)."""
     default = 3 if variant["family"] == "unpaired" else 1
-    return g.get("out_channels", default)
+    return variant["generator"].get("out_channels", default)
 
 
-def uses_depth(variant: dict) -> bool:
-    g, d = variant["generator"], variant.get("discriminator", {})
-    return bool(g.get("depth_input")) or "depth" in d.get("inputs", [])
+def discriminator_block(variant: dict) -> dict:
+    return {**DEFAULT_DISCRIMINATOR, **(variant.get("discriminator") or {})}
 
 
-def style_channels(variant: dict) -> int:
-    return 3 if variant["generator"].get("style_input", "none") == "channels" else 0
+def discriminator_inputs(variant: dict) -> list[str]:
+    """What a paired variant's discriminator sees, concatenated in this order (the sketch last)."""
+    return list(discriminator_block(variant)["inputs"])
 
 
 def build_generator(variant: dict, cin: int | None = None, cout: int | None = None) -> nn.Module:
-    g = dict(variant["generator"])
     name = variant.get("name", "?")
-    arch = _check_keys("generator", g, GENERATOR_KEYS, f"variants.{name}.generator")
     cin = 3 if cin is None else cin
     cout = sketch_channels(variant) if cout is None else cout
-    ngf = g.get("ngf", 64)
-    crop = variant["input"]["crop"]
-    try:
-        if arch == "unet":
-            return G.UNet(cin, cout, ngf, num_downs(g, crop), g.get("norm", "batch"), g.get("dropout", True),
-                          style_channels(variant))
-        if arch == "hida":
-            if cin != 3:
-                raise ConfigError(f"variants.{name}: HIDA generators draw sketches from photos only")
-            return G.HIDAGenerator(
-                ngf, num_downs(g, crop), g.get("depth_input", True), g.get("decoder_norm", "dyspade"),
-                g.get("encoder_activation", "metaacon"), g.get("decoder_activation", "infoacon"),
-                g.get("dog", "top2"), g.get("depth_head", True), g.get("residual", "paper"),
-                g.get("depth_pyramid", "gaussian"), g.get("appearance", True), g.get("style_input", "condition"),
-                cout)
-        if arch in ("resnet", "pix2pixhd_global"):
-            n_down = g.get("n_downsampling", 2 if arch == "resnet" else 4)
-            if crop % (2 ** n_down):
-                raise ConfigError(f"variants.{name}: input.crop {crop} is not divisible by 2^{n_down}")
-            return G.ResnetGenerator(cin, cout, ngf, n_down, g.get("n_blocks", 9), g.get("norm", "instance"),
-                                     style_channels(variant))
-        return G.AttentionResnetGenerator(cin, cout, ngf, g.get("n_blocks", 9), g.get("n_content", 9),
-                                          g.get("norm", "instance"))
-    except ValueError as e:
-        raise ConfigError(f"variants.{name}.generator: {e}") from e
+    return _construct("generator", GENERATORS, variant["generator"], GENERATOR_VARIANT_KEYS,
+                      f"variants.{name}.generator", cin=cin, cout=cout, crop=variant["input"]["crop"])
 
 
 def discriminator_channels(variant: dict) -> int:
-    inputs = variant.get("discriminator", {}).get("inputs", ["photo", "sketch"])
-    return sum(CHANNELS.get(i, sketch_channels(variant)) for i in inputs)
+    return sum(CHANNELS.get(i, sketch_channels(variant)) for i in discriminator_inputs(variant))
 
 
 def build_discriminator(variant: dict, cin: int | None = None) -> nn.Module:
-    d = dict(variant.get("discriminator") or {})
-    d.setdefault("arch", "patchgan")
     name = variant.get("name", "?")
-    arch = _check_keys("discriminator", d, DISCRIMINATOR_KEYS, f"variants.{name}.discriminator")
     cin = discriminator_channels(variant) if cin is None else cin
-    ndf, n_layers, norm = d.get("ndf", 64), d.get("n_layers", 3), d.get("norm", "batch")
-    if arch == "patchgan":
-        return D.PatchGAN(cin, ndf, n_layers, norm)
-    if arch == "hida":
-        return D.HIDADiscriminator(cin, ndf, n_layers, norm)
-    return D.MultiScale(cin, ndf, n_layers, d.get("num_d", 2), norm)
+    return _construct("discriminator", DISCRIMINATORS, discriminator_block(variant), DISCRIMINATOR_VARIANT_KEYS,
+                      f"variants.{name}.discriminator", cin=cin)
+
+
+def generator_reads(variant: dict) -> tuple[bool, bool]:
+    """(reads depth, reads style) of a variant's photo-to-sketch generator, asked of the network
+    itself (built without memory on the meta device), so no switch is interpreted twice."""
+    keys = ("name", "family", "generator", "input")
+    return _generator_reads(json.dumps({k: variant[k] for k in keys if k in variant}, sort_keys=True))
+
+
+@lru_cache(maxsize=256)
+def _generator_reads(variant_json: str) -> tuple[bool, bool]:
+    with torch.device("meta"):
+        g = build_generator(json.loads(variant_json))
+    return g.reads_depth, g.reads_style
+
+
+def needs_depth(variant: dict) -> bool:
+    """Whether training or drawing with this variant reads depth maps: its generator takes depth,
+    its discriminator sees it, or the geometric loss compares against it."""
+    return (generator_reads(variant)[0] or "depth" in discriminator_inputs(variant)
+            or bool(variant["losses"].get("geometric", {}).get("weight")))
+
+
+def style_aware(variant: dict) -> bool:
+    """Whether the variant draws in a style it is asked for (else one style for every request)."""
+    return generator_reads(variant)[1]
 
 
 def build(variant: dict) -> dict[str, nn.Module]:

@@ -27,11 +27,10 @@ import pandas as pd
 
 from facesketch import STYLES
 from facesketch.fileio import write_json, write_parquet, write_text
-from facesketch.metrics.evaluate import LOWER_IS_BETTER
+from facesketch.metrics.catalogue import LOWER_IS_BETTER, METRICS
 
 log = logging.getLogger(__name__)
 SCOPES = ("all",) + STYLES
-DECIMALS = {"FID": 2, "KID": 4}
 SIGNIFICANT = "†"  # after a cell whose paired difference from the reference row is significant (Holm)
 
 
@@ -59,7 +58,7 @@ def aggregate(df: pd.DataFrame, source: str, metric: str, scope: str, statistics
 
 def _aggregate(df: pd.DataFrame, source: str, metric: str, scope: str) -> dict:
     d = df[(df.variant == source) & (df.metric == metric)]
-    if metric in ("FID", "KID"):
+    if METRICS[metric].scope == "set":
         d = d[(d.scope == "set") & (d.style_gt == scope)]
         per_seed = d.groupby("seed").value.first()
         n_images = int(d.n_images.max()) if len(d) else 0
@@ -145,7 +144,7 @@ def build_long(spec: dict, metrics: pd.DataFrame) -> pd.DataFrame:
 def _fmt(v: float, metric: str, dash: str = "—") -> str:
     if v is None or not np.isfinite(v):
         return dash
-    return f"{v:.{DECIMALS.get(metric, 3)}f}"
+    return f"{v:.{METRICS[metric].decimals}f}"
 
 
 def count_note(n_used: int, n_expected: int) -> str:
@@ -175,7 +174,7 @@ def _cell(r, mark, pm: str = "±", dash: str = "—") -> str:
     if np.isfinite(r.ours):
         ours += count_note(int(r.get("n_used", 0)), int(r.get("n_expected", 0)))
     if np.isfinite(r.paper):
-        diff = f"{r['diff']:+.{DECIMALS.get(r.metric, 3)}f}" if np.isfinite(r["diff"]) else dash
+        diff = f"{r['diff']:+.{METRICS[r.metric].decimals}f}" if np.isfinite(r["diff"]) else dash
         return f"{ours} / {_fmt(r.paper, r.metric, dash)} ({diff})"
     return ours
 

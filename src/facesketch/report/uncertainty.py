@@ -13,7 +13,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
-from facesketch.metrics.evaluate import SET_METRICS
+from facesketch.metrics.catalogue import SET_METRICS
 from facesketch.report import stats
 
 

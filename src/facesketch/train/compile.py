@@ -27,12 +27,12 @@ def compile_engine(engine, enabled: bool, cuda_graphs: bool = False) -> None:
     # the default mode compiles in seconds per network; max-autotune would benchmark kernels for
     # minutes per variant, too long for a 15-variant reproduction. CUDA graphs exist only on CUDA.
     mode = "reduce-overhead" if cuda_graphs and engine.device.type == "cuda" else "default"
-    eager = dict(engine.run)
+    eager = dict(engine.step_nets)
     try:
-        engine.run = {k: torch.compile(v, mode=mode) for k, v in engine.run.items()}
+        engine.step_nets = {k: torch.compile(v, mode=mode) for k, v in engine.step_nets.items()}
     except Exception as e:  # noqa: BLE001
         log.warning("torch.compile unavailable (%s): training eagerly", e)
-        engine.run = eager
+        engine.step_nets = eager
         return
     engine.eager = eager
     engine.compiled = True
@@ -55,7 +55,7 @@ def warm_up(engine, batch, batch_b) -> None:
         log.info("torch.compile: compiled graphs run")
     except Exception as e:  # noqa: BLE001
         log.warning("torch.compile failed on a trial step (%s): training eagerly", str(e).splitlines()[0])
-        engine.run, engine.compiled = engine.eager, False
+        engine.step_nets, engine.compiled = engine.eager, False
     for k, v in engine.nets.items():
         v.load_state_dict(saved[k])
     engine.opt_g.load_state_dict(opt_saved[0])
@@ -67,11 +67,11 @@ def warm_up(engine, batch, batch_b) -> None:
 def network_calls(engine, b, b2=None) -> dict[str, tuple]:
     """The arguments each network gets in a training step (as ``Engine.step`` calls them), for
     :func:`graph_breaks`; the discriminators see the real inputs."""
-    run = getattr(engine, "eager", engine.run)
+    run = getattr(engine, "eager", engine.step_nets)
     if engine.paired:
-        photo, depth = engine._cl(b.photo), engine._cl(b.depth)
+        photo, depth = engine._memory_format(b.photo), engine._memory_format(b.depth)
         return {"G": (run["G"], (photo, depth, b.style)), "D": (run["D"], (engine._d_input(b, b.sketch),))}
-    real_a, real_b = engine._cl(b.photo), engine._cl(engine._sketch_channels(b2.sketch))
+    real_a, real_b = engine._memory_format(b.photo), engine._memory_format(engine._sketch_channels(b2.sketch))
     return {"G_A": (run["G_A"], (real_a,)), "G_B": (run["G_B"], (real_b,)),
             "D_A": (run["D_A"], (real_a,)), "D_B": (run["D_B"], (real_b,))}
 

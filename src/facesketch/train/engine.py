@@ -2,7 +2,10 @@
 CycleGAN) variant, with everything it needs: networks, optimisers, losses, precision.
 
 Steps return their losses as detached device tensors; nothing in a step waits for the GPU, the
-loop reads the numbers only when it logs.
+loop reads the numbers only when it logs. The engine reads its settings from the resolved spec
+without fallbacks (their defaults: docs/settings.md); the frozen networks some losses run (VGG,
+HED + LPIPS, DSINE) come in from ``loss_networks``, so tests and benchmarks pass stand-ins the
+same way the CLI passes the real ones.
 """
 
 from __future__ import annotations
@@ -110,43 +113,80 @@ class Precision:
             self.scaler.update()
 
 
+def loss_weights(losses: dict) -> dict[str, float]:
+    """Every loss's weight; a loss the variant does not name is off (weight 0)."""
+    def weight(key: str) -> float:
+        value = losses.get(key, 0.0)
+        return value["weight"] if isinstance(value, dict) else value
+
+    return {"gan": weight("gan"), "l1": weight("l1"), "textural": weight("textural"),
+            "geometric": weight("geometric"), "fm": weight("feature_matching"), "vgg": weight("vgg"),
+            "cycle": weight("cycle"), "identity": weight("identity"), "edge": weight("edge"),
+            "normal": weight("normal")}
+
+
+def loss_networks(spec: dict, weights_dir: Path, device: torch.device) -> dict[str, nn.Module]:
+    """The frozen networks a variant's losses run, from the weights folder (a missing file is an
+    error naming it): vgg (Pix2PixHD), edge (HED + LPIPS), normal (DSINE)."""
+    w, nets = loss_weights(spec["losses"]), {}
+    if w["vgg"]:
+        from facesketch.errors import WeightsError
+        from facesketch.maps.weights import require
+        from facesketch.torchio import safe_load
+
+        path = require("vgg19", weights_dir)
+        nets["vgg"] = L.VGGLoss(safe_load(path, WeightsError, "PyTorch state dict"))
+    if w["edge"]:
+        from facesketch.maps import hed
+        from facesketch.metrics.networks import load_lpips
+
+        nets["edge"] = L.EdgeLoss(hed.load(spec["losses"].get("edge_hed", "official"), weights_dir),
+                                  load_lpips(weights_dir))
+    if w["normal"]:
+        from facesketch.maps import dsine
+
+        nets["normal"] = L.NormalLoss(dsine.load(weights_dir))
+    return {k: v.to(device) for k, v in nets.items()}
+
+
 class Engine:
-    """Builds the networks of a variant and runs its training steps."""
+    """Builds the networks of a variant and runs its training steps.
+
+    ``loss_networks``: the frozen networks of the losses it uses (``loss_networks()`` builds
+    them); ``pool_generator``: the random generator of CycleGAN's image pool (the data's, so a
+    resumed run draws the same); ``gpu_recipe_on_cpu``: the GPU recipe (bf16 autocast,
+    channels_last, fused optimisers, compile) on the CPU, for tests.
+    """
 
     compiled = False  # set by facesketch.train.compile when the networks run as compiled graphs
 
-    def __init__(self, spec: dict, device: torch.device, weights_dir: Path, fast_optimizers: bool = True,
+    def __init__(self, spec: dict, device: torch.device, loss_networks: dict[str, nn.Module] | None = None,
+                 pool_generator: torch.Generator | None = None, fast_optimizers: bool = True,
                  gpu_recipe_on_cpu: bool = False):
         self.spec, self.device = spec, device
         # the GPU recipe (bf16 autocast, channels_last, fused optimisers, compile) also on the CPU, for tests
         self.recipe = device.type == "cuda" or gpu_recipe_on_cpu
         self.paired = spec["family"] == "paired"
+        self.channels_last = self.recipe and spec["channels_last"]
         self.nets = registry.build(spec)
         for net in self.nets.values():
-            if spec.get("init", "normal") == "normal":  # "default": PyTorch's own, as released HIDA
+            if spec["init"] == "normal":  # "default": PyTorch's own, as released HIDA
                 registry.init_weights(net)
             net.to(device)
-        self.precision = Precision(spec.get("precision", "fp32"), device, cpu_bf16=self.recipe)
-        if self.recipe and spec.get("channels_last", False):
+        self.precision = Precision(spec["precision"], device, cpu_bf16=self.recipe)
+        if self.channels_last:
             for net in self.nets.values():
                 net.to(memory_format=torch.channels_last)
         losses = spec["losses"]
-        gan = losses.get("gan", {})
-        self.gan = L.GANLoss(gan.get("type", "vanilla"), gan.get("d_extra", False))
+        gan = losses["gan"]
+        self.gan = L.GANLoss(gan["type"], **{k: v for k, v in gan.items() if k == "d_extra"})
         # paper Eq. 8 shows D the fake pair with the reconstructed depth; the released code the input depth
         self.fake_depth = gan.get("fake_depth", "input")
-        self.w = {
-            "gan": gan.get("weight", 1.0), "l1": losses.get("l1", 0.0),
-            "textural": losses.get("textural", {}).get("weight", 0.0),
-            "geometric": losses.get("geometric", {}).get("weight", 0.0),
-            "fm": losses.get("feature_matching", 0.0), "vgg": losses.get("vgg", 0.0),
-            "cycle": losses.get("cycle", 0.0), "identity": losses.get("identity", 0.0),
-            "edge": losses.get("edge", 0.0), "normal": losses.get("normal", 0.0),
-        }
-        self.textural_mode = losses.get("textural", {}).get("mode", "sobel_target")
-        self.geometric_mode = losses.get("geometric", {}).get("mode", "mse")
-        self.extra: dict[str, nn.Module] = {}
-        self._load_loss_networks(weights_dir)
+        self.weights = loss_weights(losses)
+        self.textural_mode = losses["textural"]["mode"] if self.weights["textural"] else None
+        self.geometric_mode = losses["geometric"]["mode"] if self.weights["geometric"] else None
+        self.loss_nets: dict[str, nn.Module] = dict(loss_networks or {})
+        self.pool_generator = pool_generator
         self._check_losses()
         opt = spec["optimizer"]
         if self.paired:
@@ -157,42 +197,26 @@ class Engine:
         self.opt_g = make_optimizer(g_params, opt, opt["lr_g"], device, fast_optimizers, fused_on_cpu=self.recipe)
         self.opt_d = make_optimizer(d_params, opt, opt["lr_d"], device, fast_optimizers, fused_on_cpu=self.recipe)
         self.sched = [make_scheduler(self.opt_g, spec["schedule"]), make_scheduler(self.opt_d, spec["schedule"])]
-        self.run = {name: (WithAux(net) if name.startswith("G") else net) for name, net in self.nets.items()}
+        # what the steps call: generators wrapped to return their extras, compiled by compile()
+        self.step_nets = {name: (WithAux(net) if name.startswith("G") else net) for name, net in self.nets.items()}
         self.pools: dict[str, ImagePool] = {}
 
     # --- set-up ------------------------------------------------------------------------------
 
-    def _load_loss_networks(self, weights_dir: Path) -> None:
-        if self.w["vgg"]:
-            from facesketch.maps.weights import require
-
-            path = require("vgg19", weights_dir)
-            from facesketch.errors import WeightsError
-            from facesketch.torchio import safe_load
-
-            self.extra["vgg"] = L.VGGLoss(safe_load(path, WeightsError, "PyTorch state dict")).to(self.device)
-        if self.w["edge"]:
-            from facesketch.maps import hed
-            from facesketch.metrics.networks import load_lpips
-
-            source = self.spec["losses"].get("edge_hed", "official")
-            self.extra["edge"] = L.EdgeLoss(hed.load(source, weights_dir), load_lpips(weights_dir)).to(self.device)
-        if self.w["normal"]:
-            from facesketch.maps import dsine
-
-            self.extra["normal"] = L.NormalLoss(dsine.load(weights_dir)).to(self.device)
-
     def _check_losses(self) -> None:
-        name = self.spec.get("name", "?")
-        if self.paired and (self.w["cycle"] or self.w["identity"] or self.w["edge"] or self.w["normal"]):
+        name, w = self.spec.get("name", "?"), self.weights
+        if self.paired and (w["cycle"] or w["identity"] or w["edge"] or w["normal"]):
             raise ConfigError(f"variants.{name}.losses: cycle, identity, edge and normal are unpaired losses")
-        if not self.paired and (self.w["l1"] or self.w["textural"] or self.w["geometric"] or self.w["fm"]):
+        if not self.paired and (w["l1"] or w["textural"] or w["geometric"] or w["fm"]):
             raise ConfigError(f"variants.{name}.losses: l1, textural, geometric and feature_matching need pairs")
-        if self.w["geometric"] and not getattr(self.nets.get("G"), "depth_head", None):
+        missing = {k for k in ("vgg", "edge", "normal") if self.weights[k]} - set(self.loss_nets)
+        if missing:
+            raise ConfigError(f"variants.{name}.losses: no network given for {', '.join(sorted(missing))}")
+        if self.weights["geometric"] and not getattr(self.nets.get("G"), "depth_head", None):
             raise ConfigError(f"variants.{name}: the geometric loss needs a HIDA generator with depth_head")
         if self.paired and self.fake_depth == "reconstructed" and not getattr(self.nets["G"], "depth_head", None):
             raise ConfigError(f"variants.{name}.losses.gan.fake_depth: reconstructed needs a HIDA depth_head")
-        if self.w["identity"] and registry.sketch_channels(self.spec) != 3:
+        if self.weights["identity"] and registry.sketch_channels(self.spec) != 3:
             raise ConfigError(f"variants.{name}: the identity loss needs 3-channel sketches (out_channels: 3)")
 
     def compile(self, enabled: bool, cuda_graphs: bool = False) -> None:
@@ -209,7 +233,7 @@ class Engine:
 
     def _d_input(self, b: Batch, sketch: torch.Tensor, depth: torch.Tensor | None = None) -> torch.Tensor:
         parts = []
-        for name in self.spec.get("discriminator", {}).get("inputs", ["photo", "sketch"]):
+        for name in registry.discriminator_inputs(self.spec):
             if name == "photo":
                 parts.append(b.photo)
             elif name == "depth":
@@ -218,8 +242,9 @@ class Engine:
                 parts.append(sketch)
         return torch.cat(parts, 1)
 
-    def _cl(self, x: torch.Tensor | None) -> torch.Tensor | None:
-        if x is not None and self.recipe and self.spec.get("channels_last", False):
+    def _memory_format(self, x: torch.Tensor | None) -> torch.Tensor | None:
+        """x in the networks' memory format (channels_last on CUDA when asked)."""
+        if x is not None and self.channels_last:
             return x.contiguous(memory_format=torch.channels_last)
         return x
 
@@ -227,8 +252,8 @@ class Engine:
         return self._paired(b) if self.paired else self._unpaired(b, b2)
 
     def _paired(self, b: Batch) -> dict[str, torch.Tensor]:
-        G, D, P, w = self.run["G"], self.run["D"], self.precision, self.w
-        photo, depth = self._cl(b.photo), self._cl(b.depth)
+        G, D, P, w = self.step_nets["G"], self.step_nets["D"], self.precision, self.weights
+        photo, depth = self._memory_format(b.photo), self._memory_format(b.depth)
         with P.autocast():
             fake, depth_pred = G(photo, depth, b.style)
         fake_depth = depth_pred if self.fake_depth == "reconstructed" else None
@@ -259,7 +284,7 @@ class Engine:
                     real_out = D(real_in)
                 out["G_fm"] = w["fm"] * L.feature_matching(real_out, fake_out)
             if w["vgg"]:
-                out["G_vgg"] = w["vgg"] * self.extra["vgg"](fake32, b.sketch)
+                out["G_vgg"] = w["vgg"] * self.loss_nets["vgg"](fake32, b.sketch)
         loss_g = sum(out.values())
         P.backward_step(loss_g, self.opt_g)
         P.end_step()
@@ -270,9 +295,9 @@ class Engine:
         return sketch.expand(-1, 3, -1, -1) if registry.sketch_channels(self.spec) == 3 else sketch
 
     def _unpaired(self, a: Batch, b: Batch) -> dict[str, torch.Tensor]:
-        G_A, G_B, D_A, D_B = (self.run[k] for k in ("G_A", "G_B", "D_A", "D_B"))
-        P, w = self.precision, self.w
-        real_a, real_b = self._cl(a.photo), self._cl(self._sketch_channels(b.sketch))
+        G_A, G_B, D_A, D_B = (self.step_nets[k] for k in ("G_A", "G_B", "D_A", "D_B"))
+        P, w = self.precision, self.weights
+        real_a, real_b = self._memory_format(a.photo), self._memory_format(self._sketch_channels(b.sketch))
         set_requires_grad([self.nets["D_A"], self.nets["D_B"]], False)
         out = {}
         with P.autocast():
@@ -289,13 +314,13 @@ class Engine:
                 out["G_identity"] = w["identity"] * w["cycle"] * (
                     F.l1_loss(idt_a.float(), real_b) + F.l1_loss(idt_b.float(), real_a))
             if w["edge"]:
-                out["G_edge"] = w["edge"] * self.extra["edge"](real_a, rec_a.float())
+                out["G_edge"] = w["edge"] * self.loss_nets["edge"](real_a, rec_a.float())
             if w["normal"]:
-                out["G_normal"] = w["normal"] * self.extra["normal"](real_a, rec_a.float())
+                out["G_normal"] = w["normal"] * self.loss_nets["normal"](real_a, rec_a.float())
         P.backward_step(sum(out.values()), self.opt_g)
         set_requires_grad([self.nets["D_A"], self.nets["D_B"]], True)
-        pool_a = self.pools.setdefault("A", ImagePool(self.spec.get("image_pool", 0), self.pool_generator))
-        pool_b = self.pools.setdefault("B", ImagePool(self.spec.get("image_pool", 0), self.pool_generator))
+        pool_a = self.pools.setdefault("A", ImagePool(self.spec["image_pool"], self.pool_generator))
+        pool_b = self.pools.setdefault("B", ImagePool(self.spec["image_pool"], self.pool_generator))
         with P.autocast():
             loss_d = (self.gan.d_loss(D_A(real_a), D_A(pool_a.query(fake_a)))
                       + self.gan.d_loss(D_B(real_b), D_B(pool_b.query(fake_b))))
@@ -305,8 +330,6 @@ class Engine:
         return {k: v.detach() for k, v in out.items()}
 
     # --- state -------------------------------------------------------------------------------
-
-    pool_generator: torch.Generator | None = None
 
     def state(self) -> dict:
         return {
@@ -327,7 +350,7 @@ class Engine:
         if self.precision.scaler and state.get("scaler"):
             self.precision.scaler.load_state_dict(state["scaler"])
         for k, st in state.get("pools", {}).items():
-            pool = self.pools.setdefault(k, ImagePool(self.spec.get("image_pool", 0), self.pool_generator))
+            pool = self.pools.setdefault(k, ImagePool(self.spec["image_pool"], self.pool_generator))
             pool.load(st)
 
     def generators(self) -> dict[str, nn.Module]:

@@ -208,7 +208,7 @@ def _move_engine(engine, mode) -> None:
     from facesketch.train.schedule import make_optimizer
 
     memo: dict = {}
-    for net in list(engine.nets.values()) + list(engine.extra.values()):
+    for net in list(engine.nets.values()) + list(engine.loss_nets.values()):
         _fake_cuda_module(net, mode, memo)
     engine.device, engine.recipe = CUDA, True
     if engine.spec.get("channels_last", False):
@@ -247,7 +247,7 @@ def trace_training_step(engine, batch, batch_b=None) -> dict[str, torch.Tensor]:
     :class:`DeviceBug` naming each problem. Returns the (fake) losses; the engine is spent."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    engine.extra = {k: copy.deepcopy(v) for k, v in engine.extra.items()}  # may be shared (probe's stand-ins)
+    engine.loss_nets = {k: copy.deepcopy(v) for k, v in engine.loss_nets.items()}  # may be shared (probe's stand-ins)
     with FakeTensorMode(allow_non_fake_inputs=True) as mode:  # CPU constants reach HostSyncGuard
         _move_engine(engine, mode)
         b = _fake_cuda_batch(batch, mode)

@@ -94,7 +94,7 @@ def set_infer_mode(generator: torch.nn.Module, spec: dict, batch_size: int) -> i
     """``infer.mode`` of a variant: eval, or train as pix2pix's test script runs without --eval
     (BatchNorm on each test image's own statistics, dropout on, batch size 1, as its test options
     force). Returns the batch size to draw with; train mode seeds dropout so a rerun draws the same."""
-    if spec.get("infer", {}).get("mode", "eval") == "train":
+    if spec["infer"]["mode"] == "train":
         generator.train()
         torch.manual_seed(0)
         return 1
@@ -121,7 +121,7 @@ def infer(spec: dict, checkpoint: Path, manifest_path: Path, maps: Path, out: Pa
         jobs = [(s, sorted(manifest[manifest["style"] == s].id))]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with_depth = registry.uses_depth(spec)
+    with_depth = registry.needs_depth(spec)
     n = 0
     for s, ids in jobs:
         if not ids:

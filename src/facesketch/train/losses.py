@@ -1,4 +1,4 @@
-"""Losses of both papers and their baselines (REFERENCE 1 "Losses", 2).
+"""Losses of both papers and their baselines (docs/losses.md).
 
 Images are in [-1, 1]; depth in [0, 1]; discriminator outputs are lists of scales, each a list
 of feature maps whose last entry holds the logits (facesketch.models.discriminators).
@@ -97,6 +97,10 @@ def image_gradients(x: torch.Tensor, kind: str = "sobel", grey: str = "luminance
     gx = sum(t * (p[:, :, i:i + h, 2:2 + w] - p[:, :, i:i + h, 0:w]) for i, t in enumerate(taps))
     gy = sum(t * (p[:, :, 2:2 + h, j:j + w] - p[:, :, 0:h, j:j + w]) for j, t in enumerate(taps))
     return torch.cat([gx, gy], 1)
+
+
+# the textural loss's modes (paper, released code) -> the gradient kernel each uses
+TEXTURAL_KERNEL = {"sobel_target": "sobel", "prewitt_photo": "prewitt"}
 
 
 def textural_loss(pred: torch.Tensor, ref: torch.Tensor, kind: str = "sobel", eps: float = 1e-6,

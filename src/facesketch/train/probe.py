@@ -57,42 +57,30 @@ def scaled(spec: dict, size: int, ngf: int | None = None, batch: int | None = No
 
 
 def loss_networks(spec: dict, weights_dir: Path | None, device: torch.device) -> tuple[dict, str]:
-    """{loss: network} for the variant's pretrained-network losses, and a note naming stand-ins."""
+    """{loss: network} for the variant's pretrained-network losses, loaded as training loads them
+    (facesketch.train.engine.loss_networks), each replaced by a stand-in when its weights are not
+    installed; and a note naming the stand-ins."""
     from facesketch.errors import WeightsError
-    from facesketch.train import losses as L
+    from facesketch.train.engine import loss_networks as load
+    from facesketch.train.engine import loss_weights
 
-    w = spec["losses"]
-    extra, stand_ins = {}, []
-    if w.get("vgg"):
+    names = {"vgg": "VGG19", "edge": "HED+LPIPS", "normal": "DSINE"}
+    weights = loss_weights(spec["losses"])
+    nets, stand_ins = {}, []
+    for kind in PRETRAINED_LOSSES:
+        if not weights[kind]:
+            continue
+        only = {"losses": {k: v for k, v in spec["losses"].items() if k in (kind, "edge_hed")}}
         try:
-            from facesketch.maps.weights import require
-
-            state = torch.load(require("vgg19", weights_dir or Path("weights")), map_location="cpu", weights_only=True)
-            extra["vgg"] = L.VGGLoss(state)
+            nets.update(load(only, weights_dir or Path("weights"), device))
         except WeightsError:
-            extra["vgg"], _ = _stand_in("vgg"), stand_ins.append("VGG19")
-    if w.get("edge"):
-        try:
-            from facesketch.maps import hed
-            from facesketch.metrics.networks import load_lpips
-
-            extra["edge"] = L.EdgeLoss(hed.load(w.get("edge_hed", "official"), weights_dir or Path("weights")),
-                                       load_lpips(weights_dir or Path("weights")))
-        except WeightsError:
-            extra["edge"], _ = _stand_in("edge"), stand_ins.append("HED+LPIPS")
-    if w.get("normal"):
-        try:
-            from facesketch.maps import dsine
-
-            extra["normal"] = L.NormalLoss(dsine.load(weights_dir or Path("weights")))
-        except WeightsError:
-            extra["normal"], _ = _stand_in("normal"), stand_ins.append("DSINE")
-    for m in extra.values():
-        m.to(device)
+            nets[kind] = _stand_in(kind).to(device)
+            stand_ins.append(names[kind])
+    for m in nets.values():
         for p in m.parameters():
             p.requires_grad_(False)
     note = f"random-weight stand-ins for {', '.join(stand_ins)}" if stand_ins else ""
-    return extra, note
+    return nets, note
 
 
 def build_engine(spec: dict, device: torch.device, weights_dir: Path | None = None, recipe: bool = False,
@@ -102,16 +90,8 @@ def build_engine(spec: dict, device: torch.device, weights_dir: Path | None = No
     (engine, note)."""
     from facesketch.train.engine import Engine
 
-    s = copy.deepcopy(spec)
-    weights = {k: s["losses"].get(k, 0.0) for k in PRETRAINED_LOSSES}
-    for k in PRETRAINED_LOSSES:  # loaded here instead, with stand-ins when not installed
-        s["losses"][k] = 0.0
-    engine = Engine(s, device, weights_dir or Path("weights"), fast_optimizers=fast_optimizers,
-                    gpu_recipe_on_cpu=recipe)
-    engine.spec = spec
-    extra, note = loss_networks(spec, weights_dir, device)
-    engine.extra.update(extra)
-    engine.w.update({"vgg": weights["vgg"], "edge": weights["edge"], "normal": weights["normal"]})
+    nets, note = loss_networks(spec, weights_dir, device)
+    engine = Engine(copy.deepcopy(spec), device, nets, fast_optimizers=fast_optimizers, gpu_recipe_on_cpu=recipe)
     return engine, note
 
 

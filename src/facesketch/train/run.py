@@ -30,7 +30,7 @@ from facesketch.report.grid import save_grid
 from facesketch.runlock import run_lock
 from facesketch.train import checkpoint as ckpt
 from facesketch.train.data import DeviceDataset, load_split
-from facesketch.train.engine import Engine
+from facesketch.train.engine import Engine, loss_networks
 from facesketch.train.infer import draw
 from facesketch.train.select import Selector, split_val
 
@@ -102,22 +102,21 @@ def _train(spec: dict, manifest: Path, maps: Path, out: Path, seed: int, weights
 
     # --- data on the device
     inp, bs = spec["input"], spec["batch_size"]
-    with_depth = registry.uses_depth(spec) or bool(spec["losses"].get("geometric", {}).get("weight"))
+    with_depth = registry.needs_depth(spec)
     _, tensors = load_split(manifest, maps, "train", inp["image"], with_depth)
-    rule, select_set = spec.get("select", "final"), None  # facesketch.train.select
+    rule, select_set = spec["select"], None  # facesketch.train.select
     if rule == "val":
-        tensors, select_set = split_val(tensors, spec.get("val_fraction", 0.1), seed)
+        tensors, select_set = split_val(tensors, spec["val_fraction"], seed)
     elif rule == "test":
         select_set = load_split(manifest, maps, "test", inp["image"], with_depth)[1]
-    ds = DeviceDataset(tensors, dev, inp["pad"], inp["crop"], spec.get("augment", {}).get("flip", True), seed)
+    ds = DeviceDataset(tensors, dev, inp["pad"], inp["crop"], spec["augment"]["flip"], seed)
     if len(ds) < bs:
         raise DataError(f"{name}: {len(ds)} training pairs, fewer than batch_size {bs}")
     sample_ids = _sample_ids(manifest)
     samples = load_split(manifest, maps, "test", None, with_depth, ids=sample_ids) if sample_ids else None
 
     # --- networks, optimisers; resume if a checkpoint of this spec exists
-    engine = Engine(spec, dev, weights_dir)
-    engine.pool_generator = ds.generator
+    engine = Engine(spec, dev, loss_networks(spec, weights_dir, dev), pool_generator=ds.generator)
     selector = Selector(rule, select_set, spec, weights_dir, dev) if select_set is not None else None
     digest = ckpt.spec_hash(spec)
     last = out / "last.pt"
@@ -137,10 +136,10 @@ def _train(spec: dict, manifest: Path, maps: Path, out: Path, seed: int, weights
             os.replace(last if last.exists() else ckpt.previous(last), stale)
             ckpt.previous(last).unlink(missing_ok=True)
             log.warning("%s: %s belongs to another spec; kept as %s, training from scratch", name, last, stale)
-    engine.compile(spec.get("compile", False), spec.get("cuda_graphs", False))
+    engine.compile(spec["compile"], spec["cuda_graphs"])
 
     epochs = spec["schedule"]["epochs"]
-    max_steps = spec.get("max_steps_per_epoch")
+    max_steps = spec["max_steps_per_epoch"]
     steps_per_epoch = min(len(ds) // bs, max_steps or len(ds))
     if start < epochs and engine.compiled:
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
@@ -186,9 +185,9 @@ def _train(spec: dict, manifest: Path, maps: Path, out: Path, seed: int, weights
                 if k not in ("epoch", "step"):
                     tb.add_scalar(k, v, epoch + 1)
         is_last = epoch + 1 == epochs
-        if samples is not None and ((epoch + 1) % spec.get("sample_every", 25) == 0 or is_last):
+        if samples is not None and ((epoch + 1) % spec["sample_every"] == 0 or is_last):
             _write_samples(engine, spec, samples, out / "samples" / f"epoch_{epoch + 1:04d}.png")
-        if (epoch + 1) % spec.get("checkpoint_every", 25) == 0 or is_last:
+        if (epoch + 1) % spec["checkpoint_every"] == 0 or is_last:
             if selector is not None:
                 selector.update(epoch + 1, engine.generators())
             ckpt.save(last, {"epoch": epoch + 1, "step": step, "history": history, "spec_hash": digest,
