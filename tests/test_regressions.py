@@ -636,3 +636,34 @@ def test_index_results_takes_only_images_named_by_fs2k_id(tmp_path):
     (tmp_path / "photo1_image0006.png").mkdir()  # a folder, not an image
     found = index_results(tmp_path)
     assert {k: v.relative_to(tmp_path).as_posix() for k, v in found.items()} == want
+
+
+def test_evaluate_folder_defaults_missing_results_and_bad_folders(tiny_prepared, tmp_path, caplog):
+    """Released results cover the original photo (the default framing); a photo without a result
+    is scored as missing and counted in the warning; a wrong folder is a one-line error."""
+    import logging
+
+    from facesketch.errors import DataError
+    from facesketch.metrics.evaluate import evaluate_folder
+
+    manifest = pd.read_parquet(tiny_prepared / "manifest.parquet")
+    test = manifest[manifest.split == "test"]
+    for r in test.iloc[1:].itertuples():
+        full = np.asarray(Image.open(r.sketch_source).convert("L"))
+        (tmp_path / "res").mkdir(exist_ok=True)
+        Image.fromarray(full).save(tmp_path / "res" / f"{r.id}.png")
+    metrics = {"names": ["SSIM"], "framing": "aligned"}
+    with caplog.at_level(logging.WARNING, logger="facesketch.metrics.evaluate"):
+        df = evaluate_folder(tmp_path / "res", tiny_prepared / "manifest.parquet", tmp_path / "o.parquet", metrics,
+                             tmp_path, device="cpu")
+    assert f"1 of {len(test)} test images have no result" in caplog.text
+    missing = df[df.image_id == test.iloc[0].id]
+    assert missing.value.isna().all() and missing.reason.str.contains("no result image").all()
+    assert df[df.image_id != test.iloc[0].id].value.min() > 0.9  # whole-photo results, cropped with our box
+    with pytest.raises(DataError, match="results folder not found: .*nowhere"):
+        evaluate_folder(tmp_path / "nowhere", tiny_prepared / "manifest.parquet", tmp_path / "o.parquet", metrics,
+                        tmp_path, device="cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: no images named by FS2K id"):
+        evaluate_folder(tmp_path / "empty", tiny_prepared / "manifest.parquet", tmp_path / "o.parquet", metrics,
+                        tmp_path, device="cpu")
