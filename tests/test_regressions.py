@@ -656,10 +656,14 @@ def test_evaluate_folder_defaults_missing_results_and_bad_folders(tiny_prepared,
     with caplog.at_level(logging.WARNING, logger="facesketch.metrics.evaluate"):
         df = evaluate_folder(tmp_path / "res", tiny_prepared / "manifest.parquet", tmp_path / "o.parquet", metrics,
                              tmp_path, device="cpu")
-    assert f"1 of {len(test)} test images have no result" in caplog.text
+    assert f"res: 1 of {len(test)} test images have no result" in caplog.text
     missing = df[df.image_id == test.iloc[0].id]
     assert missing.value.isna().all() and missing.reason.str.contains("no result image").all()
     assert df[df.image_id != test.iloc[0].id].value.min() > 0.9  # whole-photo results, cropped with our box
+    for framing, same in (("original", True), ("aligned", False)):
+        other = evaluate_folder(tmp_path / "res", tiny_prepared / "manifest.parquet", tmp_path / "f.parquet",
+                                metrics, tmp_path, framing=framing, device="cpu")
+        assert np.array_equal(other.value.to_numpy(), df.value.to_numpy(), equal_nan=True) == same, framing
     with pytest.raises(DataError, match="results folder not found: .*nowhere"):
         evaluate_folder(tmp_path / "nowhere", tiny_prepared / "manifest.parquet", tmp_path / "o.parquet", metrics,
                         tmp_path, device="cpu")
