@@ -598,3 +598,76 @@ def test_attribute_breakdown_has_one_schema_empty_or_not(tiny_prepared):
     empty = attribute_breakdown(pd.DataFrame(rows).assign(value=np.nan), manifest)
     assert len(full) and empty.empty
     assert list(empty.columns) == list(full.columns)
+
+
+def test_attributes_markdown_is_the_breakdown_as_a_table():
+    """Parse the markdown back: header codes, separator, one row per method, each cell the mean
+    and count of that code, a dash where the method has no image with the code."""
+    from facesketch.report.tables import ATTRIBUTES, attributes_markdown
+
+    df = pd.DataFrame([
+        dict(variant="a", attribute="gender", code=0, metric="SSIM", mean=0.25, n_images=3),
+        dict(variant="a", attribute="gender", code=1, metric="SSIM", mean=0.5, n_images=2),
+        dict(variant="b", attribute="gender", code=1, metric="SSIM", mean=0.75, n_images=4),
+        dict(variant="b", attribute="smile", code=1, metric="SSIM", mean=0.125, n_images=1),
+    ])
+    md = attributes_markdown(df)
+    rows = [line for line in md.splitlines() if line.startswith("|")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in rows]
+    cols = [f"{a}={c}" for a in ATTRIBUTES for c in sorted(df[df.attribute == a].code.unique())]
+    assert cells[0] == ["method"] + cols
+    assert rows[1] == "|---|" + "---|" * len(cols)
+    assert cells[2] == ["a", "0.250 (n=3)", "0.500 (n=2)", "—"]
+    assert cells[3] == ["b", "—", "0.750 (n=4)", "0.125 (n=1)"]
+    assert len(rows) == 4 and "#### SSIM" in md
+    assert "No per-image metrics in this run." in attributes_markdown(df.iloc[:0])
+
+
+def test_index_results_takes_only_images_named_by_fs2k_id(tmp_path):
+    from facesketch.metrics.evaluate import index_results
+
+    want = {"photo1_image0001": "photo1_image0001.png", "photo1_image0002": "photo1/image0002.jpeg",
+            "photo2_image0003": "sketch2/sketch0003.bmp", "photo3_image0004": "photo3_image0004.JPG"}
+    decoys = ["notes.png", "readme_image.png", "photo_cover.png", "photo2/notes.png", "sketch1/cover.png",
+              "other/sketch0009.png", "photo1_image0005.txt"]
+    for rel in list(want.values()) + decoys:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    (tmp_path / "photo1_image0006.png").mkdir()  # a folder, not an image
+    found = index_results(tmp_path)
+    assert {k: v.relative_to(tmp_path).as_posix() for k, v in found.items()} == want
+
+
+def test_evaluate_folder_defaults_missing_results_and_bad_folders(tiny_prepared, tmp_path, caplog):
+    """Released results cover the original photo (the default framing); a photo without a result
+    is scored as missing and counted in the warning; a wrong folder is a one-line error."""
+    import logging
+
+    from facesketch.errors import DataError
+    from facesketch.metrics.evaluate import evaluate_folder
+
+    manifest = pd.read_parquet(tiny_prepared / "manifest.parquet")
+    test = manifest[manifest.split == "test"]
+    for r in test.iloc[1:].itertuples():
+        full = np.asarray(Image.open(r.sketch_source).convert("L"))
+        (tmp_path / "res").mkdir(exist_ok=True)
+        Image.fromarray(full).save(tmp_path / "res" / f"{r.id}.png")
+    metrics = {"names": ["SSIM"], "framing": "aligned"}
+    with caplog.at_level(logging.WARNING, logger="facesketch.metrics.evaluate"):
+        df = evaluate_folder(tmp_path / "res", tiny_prepared / "manifest.parquet", tmp_path / "o.parquet", metrics,
+                             tmp_path, device="cpu")
+    assert f"res: 1 of {len(test)} test images have no result" in caplog.text
+    missing = df[df.image_id == test.iloc[0].id]
+    assert missing.value.isna().all() and missing.reason.str.contains("no result image").all()
+    assert df[df.image_id != test.iloc[0].id].value.min() > 0.9  # whole-photo results, cropped with our box
+    for framing, same in (("original", True), ("aligned", False)):
+        other = evaluate_folder(tmp_path / "res", tiny_prepared / "manifest.parquet", tmp_path / "f.parquet",
+                                metrics, tmp_path, framing=framing, device="cpu")
+        assert np.array_equal(other.value.to_numpy(), df.value.to_numpy(), equal_nan=True) == same, framing
+    with pytest.raises(DataError, match="results folder not found: .*nowhere"):
+        evaluate_folder(tmp_path / "nowhere", tiny_prepared / "manifest.parquet", tmp_path / "o.parquet", metrics,
+                        tmp_path, device="cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: no images named by FS2K id"):
+        evaluate_folder(tmp_path / "empty", tiny_prepared / "manifest.parquet", tmp_path / "o.parquet", metrics,
+                        tmp_path, device="cpu")
