@@ -75,16 +75,26 @@ class ReLU(nn.ReLU):
         return super().forward(x)
 
 
+class LeakyReLU(nn.LeakyReLU):
+    """LeakyReLU (0.2) that takes (and ignores) a condition ``theta``, like ReLU above."""
+
+    def __init__(self):
+        super().__init__(0.2)
+
+    def forward(self, x: torch.Tensor, theta: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(x)
+
+
 def activation(kind: str, channels: int) -> nn.Module:
     """relu, leakyrelu (0.2), metaacon or infoacon on ``channels`` channels.
 
-    relu, metaacon and infoacon take ``forward(x, theta=None)``: InfoACON needs the condition's
-    theta, the other two ignore it, so a decoder layer calls any of them the same way.
+    All take ``forward(x, theta=None)``: InfoACON needs the condition's theta, the others ignore
+    it, so a decoder layer calls any of them the same way.
     """
     if kind == "relu":
         return ReLU()
     if kind == "leakyrelu":
-        return nn.LeakyReLU(0.2)
+        return LeakyReLU()
     if kind == "metaacon":
         return MetaACON(channels)
     if kind == "infoacon":
@@ -233,7 +243,7 @@ class IDAUp(nn.Module):
         super().__init__()
         if norm not in ("instance", "dyspade"):
             raise ValueError(f"unknown decoder norm {norm!r}")
-        if act not in ("relu", "metaacon", "infoacon"):
+        if act not in ("relu", "leakyrelu", "metaacon", "infoacon"):
             raise ValueError(f"unknown decoder activation {act!r}")
         self.up = DOGUpsample(cin, cout) if dog else nn.ConvTranspose2d(cin, cout, 4, 2, 1)
         self.appearance = None
