@@ -150,12 +150,14 @@ def test_missing_and_malformed_files(tmp_path):
         load_config(tmp_path / "list.yaml")
 
 
-# the train_defaults block of the first release, written out: a config without any train_defaults
-# must still train exactly so (the schema fills each of these once, after merging)
+# the train_defaults block of the first release (with the released code's fp32, and the init,
+# inference mode and checkpoint selection keys added since), written out: a config without any
+# train_defaults must still train exactly so (the schema fills each of these once, after merging)
 FIRST_RELEASE_TRAIN_DEFAULTS = {
     "input": {"image": 250, "pad": 18, "crop": 256}, "augment": {"flip": True}, "seeds": [0],
-    "precision": "bf16", "compile": True, "channels_last": True, "cuda_graphs": False, "image_pool": 0,
+    "precision": "fp32", "compile": True, "channels_last": True, "cuda_graphs": False, "image_pool": 0,
     "checkpoint_every": 25, "sample_every": 25, "max_steps_per_epoch": None,
+    "init": "normal", "infer": {"mode": "eval"}, "select": "final", "val_fraction": 0.1,
 }
 
 
@@ -167,7 +169,9 @@ def test_a_config_without_train_defaults_resolves_as_with_them(raw):
     assert a.keys() == b.keys()
     for name in a:
         assert a[name] == b[name], name
-    assert a["hida_full"]["precision"] == "bf16" and a["hida_full"]["input"]["pad"] == 18
+    assert a["hida_full"]["precision"] == "fp32" and a["hida_full"]["input"]["pad"] == 18
+    assert a["hida_full"]["init"] == "default" and a["pix2pix"]["init"] == "normal"
+    assert a["pix2pix"]["infer"]["mode"] == "train" and a["hida_full"]["infer"]["mode"] == "eval"
     # a partial block is completed after merging: the demo's crop 128 keeps image/pad from their home
     partial = fin(dict(copy.deepcopy(without), train_overrides={"input": {"crop": 128}}))["resolved"]["pix2pix"]
     assert partial["input"] == {"image": 250, "pad": 18, "crop": 128}

@@ -384,8 +384,8 @@ def test_fid_plots_state_n_and_warn_below_200():
     from facesketch.report.plots import style_ticks
 
     part = pd.DataFrame({"style": ["Style1", "Style2", "Style3", "Style3"], "n_images": [600, 400, 46, 40]})
-    assert style_ticks(part, "FID") == ["Style1\nn=600", "Style2\nn=400", "Style3\nn=46 (<200: biased)"]
-    assert style_ticks(part, "SCOOT") == ["Style1", "Style2", "Style3"]
+    assert style_ticks(part, "FID") == ["Style1\nn=600", "Style2\nn=400", "Style3\nn=46 (<200: biased)", "all"]
+    assert style_ticks(part, "SCOOT") == ["Style1", "Style2", "Style3", "all"]
 
 
 def test_fsim_reuses_each_ground_truths_features(tmp_path, monkeypatch):

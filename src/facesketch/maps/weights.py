@@ -328,8 +328,6 @@ def required(cfg: dict) -> list[str]:
                       "lpips_alexnet"]
         if losses.get("normal"):
             names.append("dsine")
-        if cfg["resolved"][v].get("pretrained"):
-            names.append(cfg["resolved"][v]["pretrained"])
     # natural images drawn by a depth-using variant need MiDaS (facesketch draw --scene)
     from facesketch.draw.figure import folder, variants
     from facesketch.models.registry import generator_reads
