@@ -137,3 +137,117 @@ def test_cli_extract_and_prepare(tmp_path):
     assert main(["apdrawing-prepare", "--raw", str(tmp_path / "raw"), "--out", str(tmp_path / "out"),
                  "--spec", spec]) == 0
     assert len(pd.read_parquet(tmp_path / "out" / "manifest.parquet")) == 3
+
+
+# --- the variants: trained by the same engine on the stand-in -----------------------------------
+
+REPO = Path(__file__).parents[1]
+APD_VARIANTS = {"apdrawing_pix2pix": "unet", "apdrawing_pix2pixhd": "pix2pixhd_global", "apdrawing_hida_full": "hida"}
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    from facesketch.config import load_config
+
+    return load_config(REPO / "config.yaml")
+
+
+@pytest.fixture(scope="module")
+def stand_in(tmp_path_factory) -> Path:
+    """The stand-in archive ingested at 64x64, with depth maps where the predictors would put them."""
+    from facesketch.maps import encoding
+
+    root = tmp_path_factory.mktemp("apdrawing")
+    make_apdrawing_zip(root / "APDrawingDB.zip", n_train=3, n_test=2, side=64)
+    apdrawing.extract(root / "APDrawingDB.zip", root / "raw")
+    manifest = apdrawing.prepare(root / "raw", root / "data", {"size": 64, "expected": {"train": 3, "test": 2}})
+    yy, xx = np.mgrid[0:64, 0:64]
+    for i, r in enumerate(manifest.itertuples()):  # smooth blobs, as the depth predictors store them
+        d = np.clip(1 - ((xx - 32 - i) ** 2 + (yy - 30) ** 2) / 900.0, 0, 1)
+        encoding.save_map(root / "data" / "maps", "depth", r.split, r.id, encoding.encode_depth(d))
+    return root / "data"
+
+
+def test_variants_at_apdrawing_resolution_without_style(cfg):
+    assert cfg["apdrawing"]["variants"] == list(APD_VARIANTS)
+    for name, arch in APD_VARIANTS.items():
+        s = cfg["resolved"][name]
+        assert s["generator"]["arch"] == arch
+        assert s["input"] == {"image": 512, "pad": 0, "crop": 512}  # APDrawingGAN: loadSize = fineSize = 512
+        assert s["generator"].get("style_input", "none") == "none"
+    hida, fs2k_hida = cfg["resolved"]["apdrawing_hida_full"], cfg["resolved"]["hida_full"]
+    # HIDA full otherwise: DOG, DySPADE, InfoACON, the depth input
+    for key in ("dog", "decoder_norm", "decoder_activation", "depth_input"):
+        assert hida["generator"][key] == fs2k_hida["generator"][key]
+    assert fs2k_hida["generator"]["style_input"] == "condition"
+
+
+def test_unknown_apdrawing_variant_is_a_config_error(tmp_path):
+    from facesketch.config import load_config
+    from facesketch.errors import ConfigError
+
+    extra = tmp_path / "x.yaml"
+    extra.write_text("apdrawing: {variants: [nope]}\n")
+    with pytest.raises(ConfigError, match="apdrawing.variants: 'nope' is not a variant"):
+        load_config([REPO / "config.yaml", extra])
+
+
+@pytest.mark.parametrize("name", list(APD_VARIANTS))
+def test_one_training_step_and_inference_on_the_stand_in(cfg, stand_in, tmp_path, name):
+    import copy
+
+    import torch
+
+    from facesketch.train.infer import infer
+    from facesketch.train.run import train
+
+    s = copy.deepcopy(cfg["resolved"][name])
+    s.update(input={"image": 64, "pad": 0, "crop": 64}, precision="fp32", compile=False, channels_last=False,
+             schedule={"epochs": 1, "decay_epochs": 0}, max_steps_per_epoch=1, checkpoint_every=1, sample_every=1,
+             batch_size=min(s["batch_size"], 2))
+    s["generator"] = dict(s["generator"], ngf=8)
+    if s["generator"]["arch"] == "pix2pixhd_global":
+        s["generator"]["n_blocks"] = 1
+    s["discriminator"] = dict(s["discriminator"], ndf=8)
+    if s["losses"].get("vgg"):  # VGG's weights cannot be downloaded here; the loss has its own tests
+        s["losses"]["vgg"] = 0.0
+    manifest = stand_in / "manifest.parquet"
+    model = train(s, manifest, stand_in / "maps", tmp_path / "run", device="cpu")
+    state = torch.load(model, weights_only=True)
+    assert set(state["generators"]) == {"G"}
+    losses = pd.read_csv(tmp_path / "run" / "losses.csv")
+    assert len(losses) >= 1 and np.isfinite(losses.filter(regex="^(G_|D)").to_numpy()).all()
+    n = infer(s, model, manifest, stand_in / "maps", tmp_path / "Style1", "Style1", device="cpu")
+    test_ids = set(pd.read_parquet(manifest).query("split == 'test'").id)
+    assert n == 2 and {p.stem for p in (tmp_path / "Style1").glob("*.png")} == test_ids
+
+
+# --- the workflow: planned when the archive is configured, silent (and explained) when not --------
+
+def test_dry_run_plans_table4_apdrawing_jobs(tmp_path):
+    import re
+
+    from .test_workflow import _env, _snakemake
+
+    archive = tmp_path / "APDrawingDB.zip"
+    make_apdrawing_zip(archive, 1, 1)
+    (tmp_path / "DSMAP").mkdir()  # one released-results folder present, TUNIT's and U2-Net's absent
+    extra = tmp_path / "released.yaml"
+    extra.write_text(f"apdrawing:\n  released:\n    dsmap: {{path: {tmp_path / 'DSMAP'}}}\n"
+                     f"    tunit: {{path: {tmp_path / 'TUNIT'}}}\n    u2net: {{path: {tmp_path / 'U2'}}}\n")
+    env = _env(FS2K_ARCHIVE="/nonexistent/FS2K.zip", APDRAWING_ARCHIVE=str(archive))
+    r = _snakemake("-n", "--configfile", "config.yaml", str(extra), env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", r.stdout + r.stderr, re.M))
+    expected = {"apdrawing_extract": "1", "apdrawing_prepare": "1", "apdrawing_maps": "1",  # depth only
+                "apdrawing_train": "3", "apdrawing_infer": "3", "apdrawing_score": "3",
+                "apdrawing_score_released": "1", "tables": "1"}
+    assert {k: counts.get(k) for k in expected} == expected
+    assert "data/apdrawing/manifest.parquet" in r.stdout
+
+    env.pop("APDRAWING_ARCHIVE")
+    r = _snakemake("-n", "--configfile", "config.yaml", str(extra), "--", "tables", env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", r.stdout + r.stderr, re.M))
+    assert counts.get("tables") == "1"
+    assert not [k for k in counts if k.startswith("apdrawing")]  # nothing of APDrawing runs without the archive

@@ -195,8 +195,11 @@ def cmd_evaluate(args) -> int:
     else:
         cfg = _config(args)
         metrics, weights = cfg["metrics"], _weights_dir(args, cfg)
+    index = None
+    if args.ids == "stem":
+        from facesketch.data.apdrawing import index_by_stem as index
     evaluate_folder(Path(args.folder), Path(args.manifest), Path(args.out), metrics, weights,
-                    framing=args.framing, label=args.label or Path(args.folder).name, device=args.device)
+                    framing=args.framing, label=args.label or Path(args.folder).name, device=args.device, index=index)
     return 0
 
 
@@ -424,6 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights")
     p.add_argument("--spec", help="the config's metrics block as JSON (instead of --config)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--ids", choices=["fs2k", "stem"], default="fs2k",
+                   help="how result files name test images: FS2K ids, or file stems (APDrawing)")
     _add_config_args(p)
     p.set_defaults(func=cmd_evaluate)
 

@@ -109,3 +109,85 @@ def prepare(raw_root: Path, out_dir: Path, spec: dict) -> pd.DataFrame:
     write_parquet(out_dir / "manifest.parquet", manifest)
     log.info("APDrawing manifest: %s", ", ".join(f"{s} {int((manifest.split == s).sum())}" for s in SPLITS))
     return manifest
+
+
+# --- the workflow's view: which APDrawing jobs run, and why a Table 4 row has no results -----------
+
+def check_config(cfg: dict) -> None:
+    """apdrawing.variants and apdrawing.released name things that exist (a ConfigError naming the key)."""
+    from facesketch.errors import ConfigError
+
+    for name in cfg["apdrawing"]["variants"]:
+        if name not in cfg["variants"]:
+            raise ConfigError(f"apdrawing.variants: {name!r} is not a variant (variants.{name})")
+
+
+def run_variants(cfg: dict) -> list[str]:
+    """The APDrawing variants of this run (apdrawing.variants within run.variants)."""
+    from facesketch.config import run_variants as chosen
+
+    wanted = set(chosen(cfg))
+    return [v for v in cfg["apdrawing"]["variants"] if v in wanted]
+
+
+def missing_reason(cfg: dict) -> str:
+    """Why APDrawing rows have no results, or '' when the archive is configured and present."""
+    path = archive_path(cfg)
+    if not path:
+        return (f"APDrawingDB.zip is not configured: download it from {cfg['apdrawing']['url']} and set "
+                "apdrawing.archive (or APDRAWING_ARCHIVE) to its path")
+    if not Path(path).expanduser().is_file():
+        return (f"APDrawingDB.zip not found at {path} (apdrawing.archive or APDRAWING_ARCHIVE): download it "
+                f"from {cfg['apdrawing']['url']} and put it there")
+    return ""
+
+
+def released_available(cfg: dict) -> dict[str, bool]:
+    return {name: Path(r["path"]).is_dir() for name, r in cfg["apdrawing"]["released"].items()}
+
+
+def table_spec(spec: dict, cfg: dict) -> dict:
+    """facesketch.report.tables' spec with APDrawing's rows: variants and released results that
+    cannot run say which file is missing and where it goes."""
+    spec = dict(spec)
+    why = missing_reason(cfg)
+    missing = dict(spec.get("data_missing", {}))
+    for v in cfg["apdrawing"]["variants"]:
+        if why:
+            missing[v] = why
+    spec["data_missing"] = missing
+    released = dict(spec.get("released", {}))
+    for name, r in cfg["apdrawing"]["released"].items():
+        released[f"apdrawing_{name}"] = {"path": r["path"] if not why else f"{r['path']} ({why})",
+                                         "available": bool(not why and Path(r["path"]).is_dir())}
+    spec["released"] = released
+    return spec
+
+
+RESULT_SUFFIXES = ("_fake_B", "_fake", "_output", "_out")  # what pix2pix-style test scripts append to the id
+
+
+def index_by_stem(folder: Path) -> dict[str, Path]:
+    """A released-results folder by APDrawing test id: the file stem, less a test script's suffix."""
+    from facesketch.metrics.evaluate import _image_files
+
+    found: dict[str, Path] = {}
+    for path in _image_files(folder):
+        stem = path.stem
+        for suffix in RESULT_SUFFIXES:
+            if stem.endswith(suffix):
+                stem = stem[: -len(suffix)]
+                break
+        found.setdefault(stem, path)
+    return found
+
+
+def model_inputs(spec: dict, data: str) -> dict[str, str]:
+    """What an APDrawing variant's training and inference read: the manifest (and the aligned pairs
+    beside it), and depth maps where the variant uses them (as FS2K's rules/common.smk model_inputs)."""
+    from facesketch.models.registry import uses_depth
+
+    inputs = {"manifest": f"{data}/manifest.parquet", "aligned": f"{data}/aligned"}
+    if uses_depth(spec) or spec["losses"].get("geometric", {}).get("weight"):
+        inputs["depth"] = f"{data}/maps/depth"
+    return inputs
