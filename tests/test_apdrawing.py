@@ -251,3 +251,98 @@ def test_dry_run_plans_table4_apdrawing_jobs(tmp_path):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", r.stdout + r.stderr, re.M))
     assert counts.get("tables") == "1"
     assert not [k for k in counts if k.startswith("apdrawing")]  # nothing of APDrawing runs without the archive
+
+
+# --- Table 4: the APDrawing block --------------------------------------------------------------
+
+class _Features(torch_module := __import__("torch").nn.Module):
+    """A stand-in for FID's Inception (its weights cannot be downloaded here): fixed random features."""
+
+    def __init__(self):
+        super().__init__()
+        import torch
+
+        g = torch.Generator().manual_seed(0)
+        self.w = torch.nn.Parameter(torch.randn(3 * 16 * 16, 2048, generator=g) / 16, requires_grad=False)
+
+    def forward(self, x):
+        import torch
+
+        y = torch.tanh(torch.nn.functional.adaptive_avg_pool2d(x, 16).flatten(1) @ self.w)
+        return [y[:, :, None, None]]
+
+
+def _configured(cfg, archive: Path, released: Path) -> dict:
+    import copy
+
+    c = copy.deepcopy(cfg)
+    c["apdrawing"]["archive"] = str(archive)
+    for name in c["apdrawing"]["released"]:
+        c["apdrawing"]["released"][name]["path"] = str(released / name)
+    return c
+
+
+def test_table4_apdrawing_block_filled_from_scored_runs(cfg, tmp_path, monkeypatch):
+    import torch
+    import torchvision
+
+    from facesketch.metrics import networks
+    from facesketch.metrics.evaluate import evaluate_folder, score_variant
+    from facesketch.report.tables import build_long, load_metrics, table_spec
+
+    torch.manual_seed(0)
+    alexnet = torchvision.models.alexnet(weights=None).state_dict()
+    monkeypatch.setattr(networks, "load_fid_inception", lambda d: _Features())
+    monkeypatch.setattr(networks, "load_lpips", lambda d: networks.lpips_from_alexnet_state(alexnet))
+    archive = tmp_path / "APDrawingDB.zip"
+    make_apdrawing_zip(archive, n_train=1, n_test=6, side=32)
+    apdrawing.extract(archive, tmp_path / "raw")
+    manifest = apdrawing.prepare(tmp_path / "raw", tmp_path / "data", {"size": 32, "expected": None})
+    test = manifest[manifest.split == "test"]
+    rng = np.random.default_rng(1)
+    samples = tmp_path / "samples" / "apdrawing_pix2pix" / "0" / "Style1"
+    dsmap = tmp_path / "released" / "dsmap"
+    samples.mkdir(parents=True)
+    dsmap.mkdir(parents=True)
+    for r in test.itertuples():
+        gt = np.asarray(Image.open(tmp_path / "data" / r.sketch))
+        noisy = np.clip(gt.astype(int) + rng.integers(-80, 80, gt.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(samples / f"{r.id}.png")
+        Image.fromarray(gt).save(dsmap / f"{r.id}_fake_B.png")  # a released result that is the ground truth
+    metrics = {**cfg["metrics"], "names": ["FID", "LPIPS"], "framing": "aligned", "bootstrap": 3,
+               "allow_missing": False}
+    files = [tmp_path / "m" / "apdrawing_pix2pix.parquet", tmp_path / "m" / "released_dsmap.parquet"]
+    score_variant({"variant": "apdrawing_pix2pix", "metrics": metrics}, tmp_path / "data" / "manifest.parquet",
+                  [samples], files[0], tmp_path / "w", device="cpu")
+    evaluate_folder(dsmap, tmp_path / "data" / "manifest.parquet", files[1], metrics, tmp_path / "w",
+                    framing="aligned", label="released:apdrawing_dsmap", device="cpu", index=apdrawing.index_by_stem)
+
+    c = _configured(cfg, archive, tmp_path / "released")
+    spec = apdrawing.table_spec(table_spec(c, {}), c)
+    long = build_long(spec, load_metrics(files))
+    t4 = long[(long.table == "hida_table4_apdrawing") & (long["style"] == "all")].set_index(["label", "metric"])
+    assert t4.loc[("Pix2Pix", "FID"), "paper"] == 80.11 and t4.loc[("HIDA", "LPIPS"), "paper"] == 0.194
+    for metric in ("FID", "LPIPS"):
+        assert np.isfinite(t4.loc[("Pix2Pix", metric), "ours"]) and t4.loc[("Pix2Pix", metric), "ours"] > 0
+        assert t4.loc[("Pix2Pix", metric), "n_images"] == 6
+    # the ground truth scored against itself: LPIPS exactly 0, FID 0 up to the matrix square root
+    assert t4.loc[("DSMAP", "LPIPS"), "ours"] == pytest.approx(0.0, abs=1e-6)
+    assert t4.loc[("DSMAP", "FID"), "ours"] == pytest.approx(0.0, abs=1e-3)
+    assert "released results not found at" in t4.loc[("TUNIT", "FID"), "reason"]
+    assert str(tmp_path / "released" / "tunit") in t4.loc[("TUNIT", "FID"), "reason"]
+    assert np.isnan(t4.loc[("HIDA", "FID"), "ours"]) and t4.loc[("HIDA", "FID"), "reason"] == "no results"
+
+
+def test_table4_apdrawing_rows_say_which_file_is_missing(cfg, tmp_path, monkeypatch):
+    from facesketch.report.tables import build_long, load_metrics, table_spec
+
+    monkeypatch.delenv("APDRAWING_ARCHIVE", raising=False)
+    for c, words in ((cfg, "APDrawingDB.zip is not configured"),
+                     (_configured(cfg, tmp_path / "gone.zip", tmp_path), f"APDrawingDB.zip not found at {tmp_path}")):
+        spec = apdrawing.table_spec(table_spec(c, {}), c)
+        long = build_long(spec, load_metrics([]))
+        t4 = long[(long.table == "hida_table4_apdrawing") & (long["style"] == "all")]
+        assert len(t4.label.unique()) == 6 and t4.ours.isna().all()
+        for label in ("Pix2Pix", "Pix2PixHD", "HIDA", "DSMAP", "TUNIT", "U2-Net"):
+            reason = t4[t4.label == label].reason.iloc[0]
+            assert words in reason and "apdrawing.archive" in reason and apdrawing.URL in reason, (label, reason)

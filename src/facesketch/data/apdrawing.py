@@ -58,8 +58,9 @@ def pair_files(raw: Path, split: str) -> list[Path]:
     return files
 
 
-def split_pair(path: Path, size: int) -> tuple[Image.Image, Image.Image]:
-    """The photo (left half, RGB) and drawing (right half, grey) of one side-by-side pair, at ``size``."""
+def split_pair(path: Path, size: int) -> tuple[Image.Image, Image.Image, int]:
+    """The photo (left half, RGB) and drawing (right half, grey) of one side-by-side pair, at ``size``,
+    and the side of each half in the archive."""
     ab = read_image(path, "RGB")
     w, h = ab.size
     if w != 2 * h:
@@ -68,7 +69,7 @@ def split_pair(path: Path, size: int) -> tuple[Image.Image, Image.Image]:
     if h != size:  # the reference loader resizes each half to loadSize with bicubic filtering
         photo = photo.resize((size, size), Image.Resampling.BICUBIC)
         drawing = drawing.resize((size, size), Image.Resampling.BICUBIC)
-    return photo, drawing
+    return photo, drawing, h
 
 
 def check_counts(counts: dict[str, int], expected: dict | None) -> None:
@@ -94,14 +95,16 @@ def prepare(raw_root: Path, out_dir: Path, spec: dict) -> pd.DataFrame:
     rows = []
     for split in SPLITS:
         for path in progress(files[split], desc=f"APDrawing {split}", unit="pair"):
-            photo, drawing = split_pair(path, size)
+            photo, drawing, side = split_pair(path, size)
             rel_photo = Path("aligned") / split / "photo" / f"{path.stem}.png"
             rel_sketch = Path("aligned") / split / "sketch" / f"{path.stem}.png"
             save_pil(out_dir / rel_photo, photo)
             save_pil(out_dir / rel_sketch, drawing)
             rows.append({"id": path.stem, "split": split, "style": 0, "style_name": STYLES[0],
                          "image_name": path.name, "photo": rel_photo.as_posix(), "sketch": rel_sketch.as_posix(),
-                         "photo_source": str(path), "sketch_source": str(path)})
+                         "photo_source": str(path), "sketch_source": str(path),
+                         # each half is the whole, already aligned picture: the "crop" is all of it
+                         "orig_width": side, "orig_height": side, "crop_x": 0, "crop_y": 0, "crop_size": side})
     manifest = pd.DataFrame(rows).sort_values(["split", "id"]).reset_index(drop=True)
     dup = manifest[manifest.duplicated(["split", "id"])]
     if not dup.empty:
