@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from facesketch.data import apdrawing
@@ -196,8 +197,6 @@ def test_unknown_apdrawing_variant_is_a_config_error(tmp_path):
 def test_one_training_step_and_inference_on_the_stand_in(cfg, stand_in, tmp_path, name):
     import copy
 
-    import torch
-
     from facesketch.train.infer import infer
     from facesketch.train.run import train
 
@@ -255,20 +254,16 @@ def test_dry_run_plans_table4_apdrawing_jobs(tmp_path):
 
 # --- Table 4: the APDrawing block --------------------------------------------------------------
 
-class _Features(torch_module := __import__("torch").nn.Module):
+class _Features(torch.nn.Module):
     """A stand-in for FID's Inception (its weights cannot be downloaded here): fixed random features
     (64 of them, not 2048: the matrix square roots of the bootstrap stay fast on two cores)."""
 
     def __init__(self):
         super().__init__()
-        import torch
-
         g = torch.Generator().manual_seed(0)
         self.w = torch.nn.Parameter(torch.randn(3 * 16 * 16, 64, generator=g) / 16, requires_grad=False)
 
     def forward(self, x):
-        import torch
-
         y = torch.tanh(torch.nn.functional.adaptive_avg_pool2d(x, 16).flatten(1) @ self.w)
         return [y[:, :, None, None]]
 
@@ -284,7 +279,6 @@ def _configured(cfg, archive: Path, released: Path) -> dict:
 
 
 def test_table4_apdrawing_block_filled_from_scored_runs(cfg, tmp_path, monkeypatch):
-    import torch
     import torchvision
 
     from facesketch.metrics import networks
