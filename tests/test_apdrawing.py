@@ -341,3 +341,19 @@ def test_table4_apdrawing_rows_say_which_file_is_missing(cfg, tmp_path, monkeypa
         for label in ("Pix2Pix", "Pix2PixHD", "HIDA", "DSMAP", "TUNIT", "U2-Net"):
             reason = t4[t4.label == label].reason.iloc[0]
             assert words in reason and "apdrawing.archive" in reason and apdrawing.URL in reason, (label, reason)
+
+
+def test_hida_without_style_drops_exactly_the_style_condition_weights(cfg):
+    """APDrawing's HIDA differs from FS2K's only in the condition of DySPADE/InfoACON: no 3 style maps.
+
+    Derived from HIDA's layer list (REFERENCE, ngf 64): at 512x512 there are 9 down layers and 8 up
+    layers whose outputs are 512, 512, 512, 512, 512, 256, 128, 64; each up layer's condition branch
+    starts with a 3x3 convolution over the condition maps, which loses 3 input channels."""
+    from facesketch.models.registry import build_generator
+
+    def count(spec):
+        return sum(p.numel() for p in build_generator(spec).parameters())
+
+    widths = [512] * 5 + [256, 128, 64]
+    fs2k_at_512 = dict(cfg["resolved"]["hida_full"], input=cfg["resolved"]["apdrawing_hida_full"]["input"])
+    assert count(fs2k_at_512) - count(cfg["resolved"]["apdrawing_hida_full"]) == sum(3 * 3 * 3 * w for w in widths)
