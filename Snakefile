@@ -40,6 +40,7 @@ include: "rules/maps.smk"
 include: "rules/train.smk"
 include: "rules/infer.smk"
 include: "rules/metrics.smk"
+include: "rules/apdrawing.smk"
 include: "rules/report.smk"
 include: "rules/draw.smk"
 

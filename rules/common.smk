@@ -42,7 +42,12 @@ WEIGHTS = str(weights_dir(CFG))
 LOGS = f"{RES}/logs"
 # variants built from published weights (the released HIDA) leave the run while their file is
 # missing; their table rows say where it goes
-VARIANTS = [v for v in run_variants(CFG) if v not in pretrained_missing(CFG, Path(WEIGHTS))]
+# APDrawing's variants (apdrawing.variants) train on APDrawing: rules/apdrawing.smk
+VARIANTS = [
+    v
+    for v in run_variants(CFG)
+    if v not in pretrained_missing(CFG, Path(WEIGHTS)) and v not in CFG["apdrawing"]["variants"]
+]
 FS2K = f"{DATA}/fs2k"
 MAPS = f"{DATA}/maps"
 MAP_KINDS = ("depth", "normal", "edge")

@@ -4,7 +4,7 @@
 
 rule tables:
     input:
-        metrics=metric_files(),
+        metrics=metric_files() + APD_METRICS,
         manifest=f"{FS2K}/manifest.parquet",
     output:
         parquet=expand(f"{RES}/tables/{{table}}.parquet", table=TABLES),
@@ -29,7 +29,7 @@ rule tables:
     conda:
         "../envs/report.yaml"
     params:
-        spec=q(table_spec(CFG, RELEASED_AVAILABLE)),
+        spec=q(apdrawing_table_spec(table_spec(CFG, RELEASED_AVAILABLE), CFG)),
         out=lambda w, output: parent(output.parquet[0]),
         code=code_fingerprint("facesketch.report.tables"),
     shell:

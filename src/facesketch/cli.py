@@ -94,6 +94,21 @@ def cmd_align(args) -> int:
     return 0
 
 
+def cmd_apdrawing_extract(args) -> int:
+    from facesketch.data.apdrawing import extract
+
+    extract(Path(args.archive), Path(args.out))
+    return 0
+
+
+def cmd_apdrawing_prepare(args) -> int:
+    from facesketch.data.apdrawing import prepare
+
+    spec = _parse_spec(args.spec) if args.spec else _config(args)["apdrawing"]
+    prepare(Path(args.raw), Path(args.out), spec)
+    return 0
+
+
 def cmd_maps(args) -> int:
     from facesketch.maps.run import run_maps
 
@@ -180,8 +195,11 @@ def cmd_evaluate(args) -> int:
     else:
         cfg = _config(args)
         metrics, weights = cfg["metrics"], _weights_dir(args, cfg)
+    index = None
+    if args.ids == "stem":
+        from facesketch.data.apdrawing import index_by_stem as index
     evaluate_folder(Path(args.folder), Path(args.manifest), Path(args.out), metrics, weights,
-                    framing=args.framing, label=args.label or Path(args.folder).name, device=args.device)
+                    framing=args.framing, label=args.label or Path(args.folder).name, device=args.device, index=index)
     return 0
 
 
@@ -272,6 +290,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accept annotation files whose counts differ from the official FS2K")
     _add_config_args(p)
     p.set_defaults(func=cmd_align)
+
+    p = sub.add_parser("apdrawing-extract", help="extract the user's APDrawingDB.zip safely")
+    p.add_argument("archive")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_apdrawing_extract)
+
+    p = sub.add_parser("apdrawing-prepare", help="split APDrawing's photo|drawing pairs and write the manifest")
+    p.add_argument("--raw", required=True, help="folder holding APDrawingDB/")
+    p.add_argument("--out", required=True, help="folder for aligned/ and manifest.parquet")
+    p.add_argument("--spec", help="the config's apdrawing block as JSON")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_apdrawing_prepare)
 
     p = sub.add_parser("maps", help="depth, normal or edge maps for every aligned photo")
     p.add_argument("kind", choices=["depth", "normal", "edge"])
@@ -397,6 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights")
     p.add_argument("--spec", help="the config's metrics block as JSON (instead of --config)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--ids", choices=["fs2k", "stem"], default="fs2k",
+                   help="how result files name test images: FS2K ids, or file stems (APDrawing)")
     _add_config_args(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -460,6 +492,9 @@ _OUT_FOLDERS = {"align": ("out",), "maps": ("out",), "train": ("out",), "infer":
                 "plots": ("out",)}
 _OUT_FILES = {"fetch": ("out",), "extract": ("out",), "contact-sheet": ("out",), "score": ("out",),
               "evaluate": ("out",), "train": ("done",), "tables": ("out", "metrics_json", "plots_csv")}
+
+_OUT_FOLDERS["apdrawing-prepare"] = ("out",)
+_OUT_FILES["apdrawing-extract"] = ("out",)
 
 
 def _check_outputs(args) -> None:

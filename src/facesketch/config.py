@@ -221,7 +221,8 @@ def _check_references(cfg: dict) -> None:
         for i, row in enumerate(table["rows"]):
             if "variant" in row and row["variant"] not in variants:
                 raise ConfigError(f"tables.{tname}.rows[{i}].variant: unknown variant {row['variant']!r}")
-            if "released" in row and row["released"] not in released:
+            apdrawing = {f"apdrawing_{n}" for n in cfg.get("apdrawing", {}).get("released", {})}
+            if "released" in row and row["released"] not in released and row["released"] not in apdrawing:
                 raise ConfigError(f"tables.{tname}.rows[{i}].released: {row['released']!r} is not under released")
             unknown = set(row.get("paper", {})) - set(table["metrics"])
             if unknown:
@@ -253,6 +254,9 @@ def finalize(cfg: dict) -> dict:
     _check_archive(cfg)
     _check_references(cfg)
     _check_figures(cfg)
+    from facesketch.data.apdrawing import check_config as _check_apdrawing
+
+    _check_apdrawing(cfg)
     cfg["resolved"] = {name: resolve_variant(cfg, name) for name in cfg["variants"]}
     return cfg
 

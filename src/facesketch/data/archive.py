@@ -93,7 +93,7 @@ class Entry:
     size: int
 
 
-def _check_name(raw: str, archive: Path) -> str:
+def _check_name(raw: str, archive: Path, root: str = ROOT) -> str:
     where = f"{archive}: entry {raw!r}"
     if "\\" in raw or "\0" in raw:
         raise UnsafeArchiveError(f"{where} has a backslash or NUL in its name")
@@ -103,12 +103,12 @@ def _check_name(raw: str, archive: Path) -> str:
     if any(p == ".." for p in parts):
         raise UnsafeArchiveError(f"{where} climbs out of the archive with '..'")
     clean = "/".join(p for p in parts if p not in ("", "."))
-    if clean != ROOT and not clean.startswith(ROOT + "/"):
-        raise UnsafeArchiveError(f"{where} lies outside {ROOT}/")
+    if clean != root and not clean.startswith(root + "/"):
+        raise UnsafeArchiveError(f"{where} lies outside {root}/")
     return clean
 
 
-def _zip_entries(zf: zipfile.ZipFile, archive: Path) -> list[Entry]:
+def _zip_entries(zf: zipfile.ZipFile, archive: Path, root: str = ROOT) -> list[Entry]:
     entries = []
     for info in zf.infolist():
         kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip tool stored no Unix mode
@@ -116,34 +116,34 @@ def _zip_entries(zf: zipfile.ZipFile, archive: Path) -> list[Entry]:
             raise UnsafeArchiveError(f"{archive}: entry {info.filename!r} is a symbolic link")
         if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise UnsafeArchiveError(f"{archive}: entry {info.filename!r} is not a plain file or folder")
-        name = _check_name(info.filename, archive)
+        name = _check_name(info.filename, archive, root)
         entries.append(Entry(name, info.is_dir(), info.file_size))
     return entries
 
 
-def _tar_entries(tf: tarfile.TarFile, archive: Path) -> list[Entry]:
+def _tar_entries(tf: tarfile.TarFile, archive: Path, root: str = ROOT) -> list[Entry]:
     entries = []
     for member in tf.getmembers():
         if member.issym() or member.islnk():
             raise UnsafeArchiveError(f"{archive}: entry {member.name!r} is a link")
         if not (member.isfile() or member.isdir()):
             raise UnsafeArchiveError(f"{archive}: entry {member.name!r} is not a plain file or folder")
-        entries.append(Entry(_check_name(member.name, archive), member.isdir(), member.size))
+        entries.append(Entry(_check_name(member.name, archive, root), member.isdir(), member.size))
     return entries
 
 
-def list_safe_entries(archive: Path) -> list[Entry]:
-    """Every entry of the archive, checked; raises UnsafeArchiveError on the first bad one."""
+def list_safe_entries(archive: Path, root: str = ROOT) -> list[Entry]:
+    """Every entry of the archive, checked to lie under ``root/``; raises UnsafeArchiveError on the first bad one."""
     archive = Path(archive)
     if archive.is_dir():
         raise DataError(f"{archive} is a folder; give the path of the FS2K.zip file itself")
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
-                entries = _zip_entries(zf, archive)
+                entries = _zip_entries(zf, archive, root)
         elif tarfile.is_tarfile(archive):
             with tarfile.open(archive) as tf:
-                entries = _tar_entries(tf, archive)
+                entries = _tar_entries(tf, archive, root)
         else:
             raise DataError(f"{archive} is neither a zip nor a tar archive")
     except _DAMAGED as e:
@@ -155,15 +155,15 @@ def list_safe_entries(archive: Path) -> list[Entry]:
     return entries
 
 
-def extract(archive: Path, dest: Path) -> Path:
-    """Extract ``archive`` so that ``dest/FS2K/...`` exists; all or nothing."""
+def extract(archive: Path, dest: Path, root: str = ROOT) -> Path:
+    """Extract ``archive`` so that ``dest/<root>/...`` exists (FS2K, APDrawingDB); all or nothing."""
     archive, dest = Path(archive), Path(dest)
-    entries = list_safe_entries(archive)
+    entries = list_safe_entries(archive, root)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
     try:
         os.chmod(staging, folder_mode())  # mkdtemp makes 0700; the tree gets the user's umask like every output
-        _extract_into(archive, entries, staging)
+        _extract_into(archive, entries, staging, root)
         write_json(staging / "extracted.json", {"archive": str(archive), "files": sum(not e.is_dir for e in entries)})
         if dest.exists():
             shutil.rmtree(dest)
@@ -183,11 +183,11 @@ def _damaged(archive: Path, member: str, e: Exception) -> DataError:
                      "delete it and fetch it again")
 
 
-def _extract_into(archive: Path, entries: list[Entry], staging: Path) -> None:
+def _extract_into(archive: Path, entries: list[Entry], staging: Path, root: str = ROOT) -> None:
     files = [e for e in entries if not e.is_dir]
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
-            by_name = {_check_name(i.filename, archive): i for i in zf.infolist()}
+            by_name = {_check_name(i.filename, archive, root): i for i in zf.infolist()}
             for e in progress(files, desc="extract", unit="file"):
                 target = staging / e.name
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +198,7 @@ def _extract_into(archive: Path, entries: list[Entry], staging: Path) -> None:
                     raise _damaged(archive, e.name, err) from None
     else:
         with tarfile.open(archive) as tf:
-            by_name = {_check_name(m.name, archive): m for m in tf.getmembers()}
+            by_name = {_check_name(m.name, archive, root): m for m in tf.getmembers()}
             for e in progress(files, desc="extract", unit="file"):
                 target = staging / e.name
                 target.parent.mkdir(parents=True, exist_ok=True)

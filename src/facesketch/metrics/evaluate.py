@@ -359,15 +359,16 @@ def index_results(folder: Path) -> dict[str, Path]:
 
 def evaluate_folder(folder: Path, manifest_path: Path, out: Path, metrics: dict, weights_dir: Path,
                     framing: str = "original", label: str | None = None, device: str = "auto",
-                    cache: Path | None = None) -> pd.DataFrame:
-    """``facesketch evaluate DIR``: score any folder of test sketches named by FS2K id."""
+                    cache: Path | None = None, index=None) -> pd.DataFrame:
+    """``facesketch evaluate DIR``: score any folder of test sketches named by FS2K id (or, with
+    another ``index``, as that function names them: APDrawing's by file stem)."""
     from facesketch.device import pick
 
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"results folder not found: {folder}")
     manifest = load_manifest(manifest_path, "test")
-    found = index_results(folder)
+    found = (index or index_results)(folder)
     if not found:
         raise DataError(f"{folder}: no images named by FS2K id (photo1_image0001.png, photo1/image0001.jpg "
                         "or sketch1/sketch0001.jpg)")

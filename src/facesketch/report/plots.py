@@ -397,7 +397,8 @@ def plot_spec(cfg: dict, released_available: dict[str, bool]) -> dict:
     return {
         "tables": cfg["tables"],
         "variants": {v: {"seeds": cfg["resolved"][v]["seeds"], "style_aware": style_aware(cfg["resolved"][v])}
-                     for v in run_variants(cfg) if v not in missing},
+                     for v in run_variants(cfg) if v not in missing
+                     and v not in cfg.get("apdrawing", {}).get("variants", [])},  # APDrawing's: Table 4 only
         "released": {k: {"path": v["path"], "available": released_available.get(k, False)}
                      for k, v in cfg.get("released", {}).items()},
         "grid_rows": cfg["report"]["grid_rows"],

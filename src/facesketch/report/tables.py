@@ -95,6 +95,8 @@ def _row_status(row: dict, spec: dict) -> tuple[str | None, str]:
         v = row["variant"]
         if v in spec.get("weights_missing", {}):
             return None, spec["weights_missing"][v]
+        if v in spec.get("data_missing", {}):  # a data set the user provides (APDrawing) is not there
+            return None, spec["data_missing"][v]
         if v not in spec["run_variants"]:
             return None, f"variant {v} is not in this run (run.variants)"
         return v, ""
