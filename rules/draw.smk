@@ -26,6 +26,7 @@ rule draw_photos:
         options=draw_options,
         weights=WEIGHTS,
         device=CFG["device"],
+        code=code_fingerprint("facesketch.draw.run"),
     shell:
         "facesketch draw {params.options} --checkpoint {input.model} --out {output} --weights {params.weights}"
         " --device {params.device} --exit-zero 2> {log}"
@@ -52,6 +53,7 @@ rule draw_figure:
         methods=draw_methods,
         rows=CFG["draw"]["grid_rows"],
         title=draw_title,
+        code=code_fingerprint("facesketch.draw.figure"),
     shell:
         "facesketch draw-figure --methods {params.methods} --out {output} --rows {params.rows}"
         " --title {params.title} 2> {log}"

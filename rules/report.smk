@@ -90,6 +90,7 @@ rule study_summary:
     params:
         study=lambda w, input: parent(input.study),
         out=lambda w, output: parent(output.answers),
+        code=code_fingerprint("facesketch.study.summary"),
     shell:
         "facesketch study summary {params.study:q} --out {params.out} 2> {log}"
 

@@ -19,7 +19,8 @@ from .conftest import REPO
 
 BIN = Path(sys.executable).parent
 DEMO = ["--configfile", "config.yaml", "src/facesketch/configs/demo.yaml"]
-GPU_RULES = {"maps", "train", "infer", "infer_cross", "score", "score_released"}
+GPU_RULES = {"maps", "train", "infer", "infer_cross", "score", "score_released", "draw_photos",
+             "apdrawing_maps", "apdrawing_train", "apdrawing_infer", "apdrawing_score", "apdrawing_score_released"}
 
 
 def _rules_with_gpu() -> set[str]:

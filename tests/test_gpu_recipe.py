@@ -58,9 +58,10 @@ def cfg():
 
 def _spec(cfg, variant):
     spec = probe.scaled(cfg["resolved"][variant], SIZE, ngf=NGF, batch=BATCH)
-    # the config's GPU recipe is what this test runs; if it changes, so must the test
-    assert spec["precision"] == "bf16" and spec["compile"] and spec["channels_last"]
-    return spec
+    # the config's GPU recipe (compile, channels_last) is what this test runs; if it changes, so must
+    # the test. Paper rows train in fp32; bf16 is the opt-in fast mode, tested here as the riskier one.
+    assert spec["precision"] == "fp32" and spec["compile"] and spec["channels_last"]
+    return dict(spec, precision="bf16")
 
 
 def _batches(spec):

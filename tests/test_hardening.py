@@ -252,8 +252,9 @@ def test_second_trainer_in_a_locked_run_folder_is_refused_by_name(tmp_path):
         holder.wait()
     # the kernel drops the lock of a killed owner: no stale lock to clear by hand
     with pytest.raises(DataError, match="manifest"):
-        train({"name": "x", "input": {"image": 64, "pad": 0, "crop": 64}, "batch_size": 1, "losses": {},
-               "generator": {"arch": "unet"}}, tmp_path / "manifest.parquet", tmp_path, tmp_path, device="cpu")
+        train({"name": "x", "family": "paired", "input": {"image": 64, "pad": 0, "crop": 64}, "batch_size": 1,
+               "losses": {}, "generator": {"arch": "unet"}, "discriminator": {"arch": "patchgan", "inputs": ["photo"]}},
+              tmp_path / "manifest.parquet", tmp_path, tmp_path, device="cpu")
 
 
 # --- point 3: file-system and archive errors are one line, checked before any work ----------------------
@@ -492,9 +493,10 @@ def test_table_cells_say_how_many_images_they_average():
     long = build_long(spec, pd.DataFrame(rows))
     mean = float(np.mean([values[k] for k in range(33) if k not in (4, 9)]))  # the 31 finite values
     text = to_markdown(spec, "t", long)
-    assert f"| ours | **{mean:.3f}** (31/33) |" in text  # ranked first of one: bold
+    # ranked first of one: bold, with its 95% interval; then the count
+    assert re.search(rf"\| ours \| \*\*{mean:.3f} ± 0\.\d{{3}}\*\* \(31/33\) \|", text), text
     full = build_long(spec, pd.DataFrame([dict(r, value=0.25, reason="") for r in rows]))
-    assert "| ours | **0.250** |" in to_markdown(spec, "t", full)  # every image averaged: no count shown
+    assert "| ours | **0.250 ± 0.000** |" in to_markdown(spec, "t", full)  # every image averaged: no count
 
 
 def test_full_output_folder_is_one_line_naming_the_file(tmp_path):

@@ -249,6 +249,7 @@ def test_style_index_reaches_the_table_cell_of_its_style(tiny_prepared, cfg, sta
     from facesketch.train.infer import infer
 
     spec = small(cfg["resolved"]["pix2pix"], image=64, pad=4, crop=72)  # frame: 4 px of zeros each side
+    spec["generator"]["num_downs"] = 3  # 72 is no power of two; 2**3 divides it (registry.needs_depth builds G)
     spec["variant"] = "echo"
     spec["metrics"] = {"names": ["FID", "LPIPS"], "framing": "aligned", "allow_missing": False, "batch_size": 5}
     gen = StyleEcho()
@@ -328,7 +329,13 @@ def test_dyspade_residual_forms_match_their_equations(residual):
 
 def test_dog_mask_logits_receive_their_true_gradient():
     """The modulation mask must learn: autograd's gradient for a mask logit's bias equals the
-    finite difference of the output (a detached mask gives zero)."""
+    finite difference of the output (a detached mask gives zero).
+
+    The deformable convolution runs in fp32 whatever the layer's dtype (as torchvision's CUDA
+    autocast runs it), so the step is sized for fp32 outputs: with zero offset weights the output
+    is A sigmoid(b) + C, whose central difference is off by eps^2 / 12 (relative) = 8e-6 at
+    eps = 1e-2, and the fp32 rounding of the outputs moves it by about 2e-5; a step of 1e-6 would
+    measure rounding only."""
     from facesketch.models.layers import DOGUpsample
 
     torch.manual_seed(1)
@@ -339,7 +346,7 @@ def test_dog_mask_logits_receive_their_true_gradient():
     weight_out = torch.randn(1, 3, 8, 8, dtype=torch.float64)
     (dog(x) * weight_out).sum().backward()
     grad = dog.offset.bias.grad[j].item()
-    eps = 1e-6
+    eps = 1e-2
     with torch.no_grad():
         dog.offset.bias[j] += eps
         up = (dog(x) * weight_out).sum().item()
@@ -347,7 +354,7 @@ def test_dog_mask_logits_receive_their_true_gradient():
         down = (dog(x) * weight_out).sum().item()
     numeric = (up - down) / (2 * eps)
     assert abs(numeric) > 1e-3
-    assert grad == pytest.approx(numeric, rel=1e-5)
+    assert grad == pytest.approx(numeric, rel=2e-4)
 
 
 def test_gaussian_depth_pyramid_uses_the_binomial_kernel():

@@ -58,6 +58,9 @@ def test_rules_run_from_source_where_facesketch_is_not_installed(repo_copy, tiny
     assert [c.split()[1] for c in commands] == ["fetch", "extract"]
     (repo_copy / "results" / "demo" / "logs").mkdir(parents=True, exist_ok=True)
     (repo_copy / "data" / "demo" / "fs2k").mkdir(parents=True, exist_ok=True)
+    # Snakemake hands jobs its environment, where the workflow put the archive's path (never a
+    # param: see rules/data.smk); the plan's printed command reads it from there
+    env["FACESKETCH_FS2K_SOURCE"] = str(tiny_fs2k)
     for cmd in commands:
         r = _job(cmd, repo_copy, env)
         logs = "".join(p.read_text() for p in (repo_copy / "results" / "demo" / "logs").glob("*.log"))

@@ -99,7 +99,7 @@ def test_cli_reports_user_errors_in_one_line(tmp_path):
     assert "facesketch: error: config file not found" in r.stderr and "Traceback" not in r.stderr
     ok = subprocess.run([str(BIN / "facesketch"), "validate-config", "--config", "config.yaml", "--config",
                          "src/facesketch/configs/demo.yaml"], cwd=REPO, capture_output=True, text=True)
-    assert ok.returncode == 0 and ok.stdout.startswith("ok: 17 variants")
+    assert ok.returncode == 0 and ok.stdout.startswith("ok: 20 variants")
     summary = subprocess.run([str(BIN / "facesketch"), "summary", "--variant", "hida_full"], cwd=REPO,
                              capture_output=True, text=True)
     assert summary.returncode == 0 and "G    params    80.89 M" in summary.stdout

@@ -405,8 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("draw-figure", help="HIDA Figure 10/11-style grid from `facesketch draw` folders")
     p.add_argument("--methods", nargs="+", required=True, help="LABEL=FOLDER, in column order")
     p.add_argument("--out", required=True)
-    p.add_argument("--rows", type=int, default=6)
-    p.add_argument("--title", default="")
+    p.add_argument("--rows", type=int, default=6, help="photos (rows) in the grid")
+    p.add_argument("--title", default="", help="the figure's title")
     p.set_defaults(func=cmd_draw_figure)
 
     p = sub.add_parser("score", help="metrics of one variant's samples (what the rules call)")
@@ -529,7 +529,7 @@ def cmd_study_summary(args) -> None:
 def _add_study_parser(sub) -> None:
     """facesketch study create|serve|summary (HIDA's Figure 5 user study as a tool)."""
     study = sub.add_parser("study", help="the user study: create a study folder, serve it, summarise the answers")
-    ssub = study.add_subparsers(dest="study_command", required=True)
+    ssub = study.add_subparsers(dest="study_command", required=True, help="create, serve or summary")
     p = ssub.add_parser("create", help="sample test photos and the methods' results into a study folder")
     p.add_argument("--results", required=True, help="the results tree (with samples/<method>/<seed>/<Style>)")
     p.add_argument("--manifest", required=True, help="the FS2K manifest.parquet (photos and artists' sketches)")
