@@ -80,9 +80,10 @@ def cmd_fetch(args) -> int:
 
 
 def cmd_extract(args) -> int:
-    from facesketch.data.archive import extract
+    """FS2K's archive (extract) or APDrawing's (apdrawing-extract): the same safe extraction."""
+    from facesketch.data import apdrawing, archive
 
-    extract(Path(args.archive), Path(args.out))
+    (apdrawing if args.command == "apdrawing-extract" else archive).extract(Path(args.archive), Path(args.out))
     return 0
 
 
@@ -91,13 +92,6 @@ def cmd_align(args) -> int:
 
     spec = _parse_spec(args.spec) if args.spec else _config(args)["fs2k"]
     prepare(Path(args.raw), Path(args.out), spec, check_counts=not args.no_official_counts)
-    return 0
-
-
-def cmd_apdrawing_extract(args) -> int:
-    from facesketch.data.apdrawing import extract
-
-    extract(Path(args.archive), Path(args.out))
     return 0
 
 
@@ -260,6 +254,14 @@ def _weights_dir(args, cfg=None) -> Path:
 
 # --- parser ---------------------------------------------------------------------------------
 
+def _map_kind_parser(sub, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand about one kind of geometry map of the manifest's photos."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("kind", choices=["depth", "normal", "edge"])
+    p.add_argument("--manifest", required=True)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facesketch", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -277,10 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sha256", help="expected SHA-256 (empty = do not check)")
     p.set_defaults(func=cmd_fetch)
 
-    p = sub.add_parser("extract", help="extract an FS2K archive safely")
-    p.add_argument("archive")
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_extract)
+    for name, what in (("extract", "an FS2K archive"), ("apdrawing-extract", "the user's APDrawingDB.zip")):
+        p = sub.add_parser(name, help=f"extract {what} safely")
+        p.add_argument("archive")
+        p.add_argument("--out", required=True)
+        p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("align", help="align FS2K pairs and write the manifest")
     p.add_argument("--raw", required=True, help="folder holding FS2K/")
@@ -291,11 +294,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=cmd_align)
 
-    p = sub.add_parser("apdrawing-extract", help="extract the user's APDrawingDB.zip safely")
-    p.add_argument("archive")
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_apdrawing_extract)
-
     p = sub.add_parser("apdrawing-prepare", help="split APDrawing's photo|drawing pairs and write the manifest")
     p.add_argument("--raw", required=True, help="folder holding APDrawingDB/")
     p.add_argument("--out", required=True, help="folder for aligned/ and manifest.parquet")
@@ -303,9 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=cmd_apdrawing_prepare)
 
-    p = sub.add_parser("maps", help="depth, normal or edge maps for every aligned photo")
-    p.add_argument("kind", choices=["depth", "normal", "edge"])
-    p.add_argument("--manifest", required=True)
+    p = _map_kind_parser(sub, "maps", "depth, normal or edge maps for every aligned photo")
     p.add_argument("--out", required=True)
     p.add_argument("--weights", required=True, help="pretrained weights folder")
     p.add_argument("--spec", help="the config's maps block as JSON")
@@ -313,9 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=cmd_maps)
 
-    p = sub.add_parser("contact-sheet", help="photos beside their maps, a few per style")
-    p.add_argument("kind", choices=["depth", "normal", "edge"])
-    p.add_argument("--manifest", required=True)
+    p = _map_kind_parser(sub, "contact-sheet", "photos beside their maps, a few per style")
     p.add_argument("--maps", required=True, help="folder holding depth/, normal/, edge/")
     p.add_argument("--out", required=True)
     p.add_argument("--per-style", type=int, default=3)

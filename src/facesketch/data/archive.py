@@ -188,26 +188,23 @@ def _extract_into(archive: Path, entries: list[Entry], staging: Path, root: str 
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             by_name = {_check_name(i.filename, archive, root): i for i in zf.infolist()}
-            for e in progress(files, desc="extract", unit="file"):
-                target = staging / e.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    with zf.open(by_name[e.name]) as src, open(target, "wb") as out:
-                        shutil.copyfileobj(src, out, 1 << 20)
-                except _DAMAGED as err:
-                    raise _damaged(archive, e.name, err) from None
+            _copy_members(archive, files, staging, lambda name: zf.open(by_name[name]))
     else:
         with tarfile.open(archive) as tf:
             by_name = {_check_name(m.name, archive, root): m for m in tf.getmembers()}
-            for e in progress(files, desc="extract", unit="file"):
-                target = staging / e.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    src = tf.extractfile(by_name[e.name])
-                    with src, open(target, "wb") as out:
-                        shutil.copyfileobj(src, out, 1 << 20)
-                except _DAMAGED as err:
-                    raise _damaged(archive, e.name, err) from None
+            _copy_members(archive, files, staging, lambda name: tf.extractfile(by_name[name]))
     for e in entries:
         if e.is_dir:
             (staging / e.name).mkdir(parents=True, exist_ok=True)
+
+
+def _copy_members(archive: Path, files: list[Entry], staging: Path, open_member) -> None:
+    """Each checked entry's bytes into ``staging``; a damaged member is a one-line error."""
+    for e in progress(files, desc="extract", unit="file"):
+        target = staging / e.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open_member(e.name) as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+        except _DAMAGED as err:
+            raise _damaged(archive, e.name, err) from None
