@@ -609,8 +609,10 @@ def test_attribute_breakdown_has_one_schema_empty_or_not(tiny_prepared):
 
 def test_attributes_markdown_is_the_breakdown_as_a_table():
     """Parse the markdown back: header codes, separator, one row per method, each cell the mean
-    and count of that code, a dash where the method has no image with the code."""
-    from facesketch.report.tables import ATTRIBUTES, attributes_markdown
+    and count of that code, a dash where the method has no image with the code. Header cells
+    name the attribute and what its code means (FS2K's README: gender 0 male, 1 female; smile
+    1 without smile)."""
+    from facesketch.report.tables import ATTRIBUTE_CODES, ATTRIBUTES, attributes_markdown
 
     df = pd.DataFrame([
         dict(variant="a", attribute="gender", code=0, metric="SSIM", mean=0.25, n_images=3),
@@ -621,7 +623,10 @@ def test_attributes_markdown_is_the_breakdown_as_a_table():
     md = attributes_markdown(df)
     rows = [line for line in md.splitlines() if line.startswith("|")]
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in rows]
-    cols = [f"{a}={c}" for a in ATTRIBUTES for c in sorted(df[df.attribute == a].code.unique())]
+    codes = [(a, c) for a in ATTRIBUTES for c in sorted(df[df.attribute == a].code.unique())]
+    assert codes == [("gender", 0), ("gender", 1), ("smile", 1)]
+    assert [ATTRIBUTE_CODES[a][c] for a, c in codes] == ["male", "female", "not smiling"]  # FS2K's meanings
+    cols = [f"{a}: {ATTRIBUTE_CODES[a][c]}" for a, c in codes]
     assert cells[0] == ["method"] + cols
     assert rows[1] == "|---|" + "---|" * len(cols)
     assert cells[2] == ["a", "0.250 (n=3)", "0.500 (n=2)", "—"]
