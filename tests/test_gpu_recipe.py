@@ -88,7 +88,7 @@ def test_compiled_bf16_channels_last_step_matches_eager_fp32(cfg, variant, induc
     fast, _ = probe.build_engine(spec, CPU, recipe=True)
     for k, net in fast.nets.items():
         net.load_state_dict(eager.nets[k].state_dict())
-    fast.extra = eager.extra  # the same frozen loss networks
+    fast.loss_nets = eager.loss_nets  # the same frozen loss networks
     # the recipe is really on: bf16 autocast, channels_last weights, fused Adam; eager is not
     assert fast.precision.dtype == torch.bfloat16 and eager.precision.dtype is None
     assert all(p.is_contiguous(memory_format=torch.channels_last)

@@ -188,9 +188,9 @@ def index_by_stem(folder: Path) -> dict[str, Path]:
 def model_inputs(spec: dict, data: str) -> dict[str, str]:
     """What an APDrawing variant's training and inference read: the manifest (and the aligned pairs
     beside it), and depth maps where the variant uses them (as FS2K's rules/common.smk model_inputs)."""
-    from facesketch.models.registry import uses_depth
+    from facesketch.models.registry import needs_depth
 
     inputs = {"manifest": f"{data}/manifest.parquet", "aligned": f"{data}/aligned"}
-    if uses_depth(spec) or spec["losses"].get("geometric", {}).get("weight"):
+    if needs_depth(spec):
         inputs["depth"] = f"{data}/maps/depth"
     return inputs
