@@ -42,13 +42,14 @@ LOSS_RTOL = 5e-2
 # +-lr whatever the gradient's size, so a weight can differ by at most 2 lr (a gradient whose sign
 # bf16 rounding flipped; many of the smallest gradients do). The gradients themselves must point
 # the same way: cosine similarity of each network's whole gradient, bf16 against fp32. Measured
-# at these sizes: 0.99-0.999 for most networks; Pix2PixHD's global generator 0.93, the same in
-# eager bf16 (bf16 rounding through its instance-normed residual blocks, not compilation).
+# at these sizes: 0.99-0.999 for most networks.
 GRAD_COSINE = 0.9
-# A finding, not a tolerance: HIDA's gradients under bf16 point elsewhere than in fp32 (cosine
-# G 0.33, D 0.79 at 32x32 in *eager* bf16 as well, so not compilation) although its losses agree
-# to 0.6%; one more reason paper rows train in fp32. Its gradient direction is not asserted.
-BF16_GRADIENTS_DIVERGE = {"hida_full"}
+# A finding, not a tolerance: under bf16 the gradients of HIDA (cosine G 0.33, D 0.79 at 32x32)
+# and of Pix2PixHD's generator (G 0.31 since its GAN term sums over the discriminator scales, as
+# the reference does; D 0.998) point elsewhere than in fp32 in *eager* bf16 as well, so not
+# because of compilation, although their losses agree to under 1%; one more reason paper rows
+# train in fp32. Their gradient directions are not asserted.
+BF16_GRADIENTS_DIVERGE = {"hida_full", "pix2pixhd"}
 
 
 @pytest.fixture(scope="module")
