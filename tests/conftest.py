@@ -143,3 +143,22 @@ def repo_copy(tmp_path) -> Path:
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst / f)
     return dst
+
+
+def write_depth_blobs(prepared: Path, folder: str, centre: tuple[int, int], shift: tuple[int, int],
+                      spread: float) -> Path:
+    """Smooth depth blobs (what the depth predictors store) for every pair of a prepared tiny data
+    set, under ``prepared/folder``; pair i's blob is centred at centre + (i % shift) so each differs."""
+    import pandas as pd
+
+    from facesketch.maps import encoding
+
+    manifest = pd.read_parquet(prepared / "manifest.parquet")
+    root = prepared / folder
+    yy, xx = np.mgrid[0:64, 0:64]
+    for i, r in enumerate(manifest.itertuples()):
+        cx, cy = centre[0] + i % shift[0], centre[1] + i % shift[1]
+        d = np.clip(1 - ((xx - cx) ** 2 + (yy - cy) ** 2) / spread, 0, 1)
+        encoding.save_map(root, "depth", r.split, r.id, encoding.encode_depth(d))
+    return root
+

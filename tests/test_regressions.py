@@ -32,9 +32,8 @@ from torch import nn
 
 from facesketch import STYLES
 from facesketch.config import load_config
-from facesketch.maps import encoding
 
-from .conftest import REPO
+from .conftest import REPO, write_depth_blobs
 
 # --- shared set-up -------------------------------------------------------------------------------
 
@@ -47,13 +46,7 @@ def cfg():
 @pytest.fixture(scope="module")
 def depth_maps(tiny_prepared) -> Path:
     """Smooth depth blobs for every pair of the tiny data set, each a little different."""
-    manifest = pd.read_parquet(tiny_prepared / "manifest.parquet")
-    root = tiny_prepared / "maps_regressions"
-    yy, xx = np.mgrid[0:64, 0:64]
-    for i, r in enumerate(manifest.itertuples()):
-        d = np.clip(1 - ((xx - 30 - i % 7) ** 2 + (yy - 28 - i % 3) ** 2) / 800.0, 0, 1)
-        encoding.save_map(root, "depth", r.split, r.id, encoding.encode_depth(d))
-    return root
+    return write_depth_blobs(tiny_prepared, "maps_regressions", (30, 28), (7, 3), 800.0)
 
 
 def small(spec: dict, image: int = 60, pad: int = 2, crop: int = 64) -> dict:

@@ -16,14 +16,13 @@ import pytest
 import torch
 
 from facesketch.config import load_config
-from facesketch.maps import encoding
 from facesketch.train import checkpoint as ckpt
 from facesketch.train.engine import Engine, ImagePool, loss_networks
 from facesketch.train.infer import fit_to, infer, network_inputs, network_outputs
 from facesketch.train.run import train
 from facesketch.train.schedule import lr_factor
 
-from .conftest import REPO
+from .conftest import REPO, write_depth_blobs
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +33,7 @@ def cfg():
 @pytest.fixture(scope="module")
 def tiny_maps(tiny_prepared) -> Path:
     """Depth maps for the tiny data set (smooth blobs: what the depth predictors store)."""
-    manifest = pd.read_parquet(tiny_prepared / "manifest.parquet")
-    root = tiny_prepared / "maps"
-    yy, xx = np.mgrid[0:64, 0:64]
-    for i, r in enumerate(manifest.itertuples()):
-        d = np.clip(1 - ((xx - 32 - i % 5) ** 2 + (yy - 30) ** 2) / 900.0, 0, 1)
-        encoding.save_map(root, "depth", r.split, r.id, encoding.encode_depth(d))
-    return root
+    return write_depth_blobs(tiny_prepared, "maps", (32, 30), (5, 1), 900.0)
 
 
 def tiny(spec: dict, epochs: int = 3, decay: int = 1, batch: int = 2) -> dict:
