@@ -137,6 +137,28 @@ def test_fsim_equals_piq():
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
 
 
+def test_ms_ssim_equals_piq_and_refuses_small_images():
+    import piq
+
+    rng = np.random.default_rng(4)
+    # 250: FS2K's size; odd sizes exercise the replicated row/column before each 2x2 mean
+    for shape in [(3, 250, 250), (2, 161, 161), (1, 201, 333)]:
+        a = rng.integers(0, 256, shape).astype(np.float32)
+        b = np.clip(a + rng.normal(0, 30, shape), 0, 255).astype(np.float32)
+        theirs = piq.multi_scale_ssim(torch.from_numpy(a[:, None]), torch.from_numpy(b[:, None]), data_range=255.0,
+                                      reduction="none", scale_weights=torch.tensor(similarity.MS_SSIM_WEIGHTS))
+        np.testing.assert_allclose(similarity.ms_ssim(a, b), theirs.numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="161x161"):  # evaluate.py files it as "MS-SSIM failed: ..."
+        similarity.ms_ssim(np.zeros((160, 300)), np.zeros((160, 300)))
+
+
+def test_fsim_median_is_torchs_lower_median():
+    from facesketch.metrics import fsim
+
+    maps = torch.from_numpy(np.random.default_rng(5).random((3, 10, 25)).astype(np.float32))  # 250 values each
+    np.testing.assert_array_equal(fsim._lower_median(maps).numpy(), maps.reshape(3, -1).median(dim=1).values.numpy())
+
+
 # --- resize and grey ----------------------------------------------------------------------------
 
 

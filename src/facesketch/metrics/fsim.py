@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -66,6 +67,14 @@ def filter_bank(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     return bank, em_n, sum_an2, sum_ai_aj
 
 
+def _lower_median(maps: torch.Tensor) -> torch.Tensor:
+    """Per-image median of (N, H, W) maps, the lower middle value for an even count, as torch.median
+    (piq's choice) returns; numpy's selection is ~8x faster than torch's median on the CPU."""
+    flat = maps.reshape(maps.shape[0], -1).detach().cpu().numpy()
+    k = (flat.shape[1] - 1) // 2
+    return torch.from_numpy(np.partition(flat, k, axis=1)[:, k].copy()).to(maps.device)
+
+
 def phase_congruency(x: torch.Tensor) -> torch.Tensor:
     """(N, H, W) phase congruency of grey images (N, 1, H, W) in [0, 255]."""
     n, _, h, w = x.shape
@@ -76,18 +85,20 @@ def phase_congruency(x: torch.Tensor) -> torch.Tensor:
     an_all = torch.zeros(n, h, w, dtype=x.dtype)
     for o in range(ORIENTATIONS):
         eo = torch.fft.ifft2(spectrum * bank[o])  # (N, S, H, W)
-        even, odd = eo.real, eo.imag
-        an = eo.abs()
+        # contiguous copies: the arithmetic below runs several times faster than on strided views
+        even, odd = eo.real.contiguous(), eo.imag.contiguous()
+        an = (even * even).addcmul_(odd, odd).sqrt_()  # as piq: sqrt(re^2 + im^2), not abs()'s slower hypot
         an_all += an.sum(1)
         sum_e, sum_o = even.sum(1, keepdim=True), odd.sum(1, keepdim=True)
         norm = torch.sqrt(sum_e ** 2 + sum_o ** 2) + eps
         mean_e, mean_o = sum_e / norm, sum_o / norm
-        energy = (even * mean_e + odd * mean_o - (even * mean_o - odd * mean_e).abs()).sum(1)
-        median_e2n = (an[:, 0] ** 2).reshape(n, -1).median(dim=1).values
+        energy = (even * mean_e).addcmul_(odd, mean_o)  # in place: fewer full-size temporaries
+        energy -= (even * mean_o).addcmul_(odd, mean_e, value=-1).abs_()
+        median_e2n = _lower_median(an[:, 0] ** 2)
         noise_power = (-median_e2n / math.log(0.5)) / em_n[o]
         tau = torch.sqrt((2 * noise_power * sum_an2[o] + 4 * noise_power * sum_ai_aj[o]) / 2)
         threshold = (tau * math.sqrt(math.pi / 2) + K * torch.sqrt((2 - math.pi / 2) * tau ** 2)) / 1.7
-        energy_all += torch.clamp(energy - threshold[:, None, None], min=0)
+        energy_all += (energy.sum(1) - threshold[:, None, None]).clamp_(min=0)
     return (energy_all + eps) / (an_all + eps)
 
 
