@@ -52,6 +52,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("FSIM", lower_is_better=False, scope="image", cpu=_fsim),
     Metric("SSIM", lower_is_better=False, scope="image", cpu=_ssim),
     Metric("MS-SSIM", lower_is_better=False, scope="image", cpu=_ms_ssim),
+    Metric("Sem.", lower_is_better=False, scope="image"),            # MetFaces (HIDA Table 4): metrics.semantic
 )}
 CPU_METRICS = tuple(n for n, m in METRICS.items() if m.cpu is not None)
 LOWER_IS_BETTER = {n for n, m in METRICS.items() if m.lower_is_better}
