@@ -209,7 +209,8 @@ def _block(fin: int, fout: int, label_nc: int, hida: bool = False) -> int:
     norm = (lambda c: _hida_norm(c, label_nc)) if hida else (lambda c: _spade(c, label_nc))
     n = _conv(fin, fmid, 3) + _conv(fmid, fout, 3) + norm(fin) + norm(fmid)
     if fin != fout:
-        n += _conv(fin, fout, 1, bias=False) + (_hida_norm(fin, label_nc, theta=False) if hida else _spade(fin, label_nc))
+        n += _conv(fin, fout, 1, bias=False)
+        n += _hida_norm(fin, label_nc, theta=False) if hida else _spade(fin, label_nc)
     return n
 
 
@@ -302,7 +303,8 @@ def _cocosnet_vgg_stand_in(weights: Path) -> Path:
     from facesketch.exemplar import vgg
 
     g = torch.Generator().manual_seed(0)
-    state = {f"{k}": torch.randn(v.shape, generator=g) * 0.05 for k, v in vgg.VGG19Features("caffe").state_dict().items()}
+    shapes = vgg.VGG19Features("caffe").state_dict()
+    state = {k: torch.randn(v.shape, generator=g) * 0.05 for k, v in shapes.items()}
     path = weights / "cocosnet" / "vgg19_conv.pth"
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
@@ -373,7 +375,8 @@ def test_vgg_loaders_take_the_official_key_names(tmp_path):
 
     tv = torchvision.models.vgg19(weights=None).state_dict()
     net = vgg.from_torchvision_state(tv)
-    assert torch.equal(net.conv5_2.weight, tv["features.30.weight"]) and torch.equal(net.conv3_2.bias, tv["features.12.bias"])
+    assert torch.equal(net.conv5_2.weight, tv["features.30.weight"])
+    assert torch.equal(net.conv3_2.bias, tv["features.12.bias"])
     path = _cocosnet_vgg_stand_in(tmp_path)
     loaded = vgg.load("cocosnet_vgg19", tmp_path)
     assert torch.equal(loaded.conv4_4.weight, torch.load(path, weights_only=True)["conv4_4.weight"])
@@ -394,7 +397,7 @@ def test_vgg_features_match_torchvisions_layers():
     tv = torchvision.models.vgg19(weights=None).eval()
     net = vgg.from_torchvision_state(tv.state_dict())
     x = torch.rand(2, 3, 48, 48) * 2 - 1
-    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean, std = IMAGENET
     ours = net(x, ["r32", "r42", "r52"])
     with torch.no_grad():
         for got, end in zip(ours, (14, 23, 32)):
@@ -412,7 +415,7 @@ def test_semantic_score_is_the_mean_cosine_of_high_level_features():
     net = vgg.from_torchvision_state(tv.state_dict())
     a, b = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
     assert torch.allclose(semantic_similarity(net, a, a), torch.ones(2), atol=1e-5)  # an image with itself
-    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean, std = IMAGENET
     with torch.no_grad():
         expected = []
         for i in range(2):
@@ -427,6 +430,9 @@ def test_semantic_score_is_the_mean_cosine_of_high_level_features():
 
 
 # --- Table 4's MetFaces block: scored through the CLI the rules call, rows without data ---------
+
+IMAGENET = (torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
 
 class _Features(torch.nn.Module):
     """A stand-in for FID's Inception (its weights cannot be downloaded here): 64 fixed random features."""
