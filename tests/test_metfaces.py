@@ -495,6 +495,11 @@ def test_table4_metfaces_block_filled_from_scored_samples(cfg, tmp_path, monkeyp
     assert t4.loc[("HIDA", "Sem."), "ours"] == pytest.approx(1.0, abs=1e-5)
     assert t4.loc[("HIDA", "FID"), "ours"] == pytest.approx(0.0, abs=1e-3)
     assert "not in this pipeline" in t4.loc[("DyNaST", "FID"), "reason"]
+    from facesketch.report.plots import metric_bars
+
+    bars = metric_bars(long[long.table == "hida_table4_metfaces"], c["tables"]["hida_table4_metfaces"],
+                       ["FID", "LPIPS", "Sem."], tmp_path / "bars.png", "Table 4, MetFaces")
+    assert Path(bars).is_file()
 
     grid = tmp_path / "grid.png"
     assert main(["metfaces-grid", "--manifest", str(tmp_path / "data" / "manifest.parquet"), "--samples",
