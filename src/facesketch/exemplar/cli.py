@@ -96,7 +96,7 @@ def add_parsers(sub, out_folders: dict, out_files: dict) -> None:
     out_folders["exemplar-infer"] = ("out",)
 
     p = sub.add_parser("exemplar-score", help="FID, LPIPS and Sem. of MetFaces paintings (HIDA Table 4)")
-    p.add_argument("--variant", required=True)
+    p.add_argument("--variant", required=True, help="the metfaces.variants name the values are stored under")
     p.add_argument("--manifest", required=True)
     p.add_argument("--samples", nargs="+", required=True, help="results/metfaces/samples/<variant>/<seed> folders")
     p.add_argument("--weights", required=True)
@@ -109,7 +109,7 @@ def add_parsers(sub, out_folders: dict, out_files: dict) -> None:
     p = sub.add_parser("metfaces-grid", help="Figure 12's grid: edge, exemplar, each variant's painting, truth")
     p.add_argument("--manifest", required=True)
     p.add_argument("--samples", required=True, help='JSON {"label": "samples folder", ...}')
-    p.add_argument("--rows", type=int, default=6)
+    p.add_argument("--rows", type=int, default=6, help="test paintings shown (the first by id)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_grid)
     out_files["metfaces-grid"] = ("out",)
