@@ -197,20 +197,23 @@ def _meta_acon(c: int) -> int:  # p1, p2, fc1 C -> max(16, C/16), fc2 back (HIDA
     return 2 * c + _conv(c, h, 1) + _conv(h, c, 1)
 
 
-def _hida_norm(c: int, label_nc: int, theta: bool = True) -> int:
-    """DySPADE (+ InfoACON): shared 3x3 conv + metaACON, 3x3 heads gamma, beta (theta), InfoACON p1, p2."""
-    return _conv(label_nc, c, 3) + _meta_acon(c) + (3 if theta else 2) * _conv(c, c, 3) + (2 * c if theta else 0)
+def _hida_norm(c: int, label_nc: int, theta: bool = True, hidden: int | None = 128) -> int:
+    """DySPADE (+ InfoACON) in SPADE's place: shared 3x3 conv to SPADE's 128 (or C) + metaACON, 3x3 heads
+    gamma, beta (theta) back to C, InfoACON p1, p2."""
+    hidden = hidden or c
+    return (_conv(label_nc, hidden, 3) + _meta_acon(hidden) + (3 if theta else 2) * _conv(hidden, c, 3)
+            + (2 * c if theta else 0))
 
 
-def _block(fin: int, fout: int, label_nc: int, hida: bool = False) -> int:
+def _block(fin: int, fout: int, label_nc: int, hida: bool = False, hidden: int | None = 128) -> int:
     """architecture.py SPADEResnetBlock: conv_0 fin->fmid, conv_1 fmid->fout (3x3), norm_0, norm_1, and
     a bias-free 1x1 conv_s with its norm_s when fin != fout."""
     fmid = min(fin, fout)
-    norm = (lambda c: _hida_norm(c, label_nc)) if hida else (lambda c: _spade(c, label_nc))
+    norm = (lambda c: _hida_norm(c, label_nc, hidden=hidden)) if hida else (lambda c: _spade(c, label_nc))
     n = _conv(fin, fmid, 3) + _conv(fmid, fout, 3) + norm(fin) + norm(fmid)
     if fin != fout:
         n += _conv(fin, fout, 1, bias=False)
-        n += _hida_norm(fin, label_nc, theta=False) if hida else _spade(fin, label_nc)
+        n += _hida_norm(fin, label_nc, theta=False, hidden=hidden) if hida else _spade(fin, label_nc)
     return n
 
 
@@ -232,11 +235,11 @@ def _correspondence(nc: int) -> int:
     return _adaptor(nc) + _adaptor(3) + 4 * (2 * _conv(c, c, 3) + 1) + 2 * _conv(c, 256, 1)
 
 
-def _generator(nc: int, hida: bool, ngf: int = 64) -> int:
+def _generator(nc: int, hida: bool, ngf: int = 64, hidden: int | None = 128) -> int:
     """generator.py SPADEGenerator (CBN_intype warp_mask: condition = 3 + nc channels), use_attention."""
     ic = 3 + nc
     blocks = [(16, 16)] * 3 + [(16, 8), (8, 4), (4, 2), (2, 1)]
-    return (_conv(ic, 16 * ngf, 3) + sum(_block(a * ngf, b * ngf, ic, hida) for a, b in blocks)
+    return (_conv(ic, 16 * ngf, 3) + sum(_block(a * ngf, b * ngf, ic, hida, hidden) for a, b in blocks)
             + _attention(4 * ngf) + _conv(ngf, 3, 3))
 
 
@@ -260,6 +263,10 @@ def test_parameter_counts_match_the_reference_layer_list(cfg, name, nc, hida):
     assert count(net.corr) == _correspondence(nc)
     assert count(net.G) == _generator(nc, hida)
     assert count(disc) == _discriminator(nc)
+    if hida:  # the condition branch as wide as each layer, as in HIDA's U-Net
+        with torch.device("meta"):
+            wide, _ = cocosnet.build(dict(spec, condition_width=None))
+        assert count(wide.G) == _generator(nc, hida, hidden=None)
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,11 @@ discriminator}.py) with the edge-to-face options of its README (--use_attention 
 
 CoCosNet + HIDA (Table 4): the depth map joins the input semantics (edge, depth) of both sides, and
 each SPADE + LeakyReLU of the translation network becomes DySPADE + InfoACON (facesketch.models.layers):
-a condition branch (3x3 conv + metaACON over the same condition) whose gamma/beta heads modulate
-IN(x) as DySPADE does, K + x as HIDA's released code adds it, and whose theta head drives InfoACON.
-The paper says no more than "replacing SPADE with DySPADE and InfoACON"; this is our reading.
+a condition branch (3x3 conv + metaACON over the same condition, SPADE's 128 channels wide unless
+``condition_width`` says otherwise) whose gamma/beta heads modulate IN(x) as DySPADE does, K + x as
+HIDA's released code adds it, and whose theta head drives InfoACON. The paper says no more than
+"replacing SPADE with DySPADE and InfoACON"; this is our reading. (HIDA's own branch is as wide as
+its layer; at CoCosNet's 1024-channel layers that would triple the generator, 92M -> 311M.)
 """
 
 from __future__ import annotations
@@ -74,16 +76,20 @@ class SPADEAct(nn.Module):
 
 
 class DySPADEInfoACON(nn.Module):
-    """HIDA's replacement of SPADE + activation: shared 3x3 conv + metaACON over the condition, then
-    3x3 heads gamma, beta (DySPADE on IN(x), plus x as in HIDA's code) and theta (InfoACON)."""
+    """HIDA's replacement of SPADE + activation: shared 3x3 conv (``hidden`` wide: SPADE's 128 by
+    default, or the layer's width as in HIDA's U-Net) + metaACON over the condition, then 3x3 heads
+    gamma, beta (DySPADE on IN(x), plus x as in HIDA's code) and theta (InfoACON)."""
 
-    def __init__(self, channels: int, label_nc: int):
+    heads_used = ("gamma", "beta", "theta")
+
+    def __init__(self, channels: int, label_nc: int, hidden: int | None = 128):
         super().__init__()
-        self.shared = nn.Conv2d(label_nc, channels, 3, padding=1)
-        self.act_shared = MetaACON(channels)
-        self.heads = nn.ModuleDict({h: nn.Conv2d(channels, channels, 3, padding=1) for h in ("gamma", "beta", "theta")})
+        hidden = hidden or channels
+        self.shared = nn.Conv2d(label_nc, hidden, 3, padding=1)
+        self.act_shared = MetaACON(hidden)
+        self.heads = nn.ModuleDict({h: nn.Conv2d(hidden, channels, 3, padding=1) for h in self.heads_used})
         self.norm = DySPADE("code")
-        self.act = InfoACON(channels)
+        self.act = InfoACON(channels) if "theta" in self.heads_used else None
 
     def forward(self, x, seg):
         h = self.act_shared(self.shared(F.interpolate(seg, size=x.shape[2:], mode="nearest")))
@@ -91,11 +97,11 @@ class DySPADEInfoACON(nn.Module):
         return self.act(self.norm(x, x, mod), mod["theta"])
 
 
-def norm_act(kind: str, channels: int, label_nc: int) -> nn.Module:
+def norm_act(kind: str, channels: int, label_nc: int, hidden: int | None = 128) -> nn.Module:
     if kind == "spade":
         return SPADEAct(channels, label_nc)
     if kind == "dyspade_infoacon":
-        return DySPADEInfoACON(channels, label_nc)
+        return DySPADEInfoACON(channels, label_nc, hidden)
     raise ValueError(f"unknown translation norm {kind!r}")
 
 
@@ -103,17 +109,17 @@ class SPADEResnetBlock(nn.Module):
     """The reference's SPADE residual block: reflection-padded spectral 3x3 convs, a learned 1x1
     shortcut (SPADE, no activation) when the width changes."""
 
-    def __init__(self, fin: int, fout: int, label_nc: int, norm: str = "spade"):
+    def __init__(self, fin: int, fout: int, label_nc: int, norm: str = "spade", hidden: int | None = 128):
         super().__init__()
         fmid = min(fin, fout)
         self.learned_shortcut = fin != fout
         self.conv_0 = spectral_norm(nn.Conv2d(fin, fmid, 3))
         self.conv_1 = spectral_norm(nn.Conv2d(fmid, fout, 3))
-        self.norm_0 = norm_act(norm, fin, label_nc)
-        self.norm_1 = norm_act(norm, fmid, label_nc)
+        self.norm_0 = norm_act(norm, fin, label_nc, hidden)
+        self.norm_1 = norm_act(norm, fmid, label_nc, hidden)
         if self.learned_shortcut:
             self.conv_s = spectral_norm(nn.Conv2d(fin, fout, 1, bias=False))
-            self.norm_s = SPADE(fin, label_nc) if norm == "spade" else DySPADEShortcut(fin, label_nc)
+            self.norm_s = SPADE(fin, label_nc) if norm == "spade" else DySPADEShortcut(fin, label_nc, hidden)
         self.pad = nn.ReflectionPad2d(1)
 
     def forward(self, x, seg):
@@ -123,15 +129,11 @@ class SPADEResnetBlock(nn.Module):
         return x_s + dx
 
 
-class DySPADEShortcut(nn.Module):
-    """The shortcut's normalisation in the HIDA version: DySPADE (K + x) without activation."""
+class DySPADEShortcut(DySPADEInfoACON):
+    """The shortcut's normalisation in the HIDA version: DySPADE (K + x) without activation (SPADE's
+    shortcut has none either)."""
 
-    def __init__(self, channels: int, label_nc: int):
-        super().__init__()
-        self.shared = nn.Conv2d(label_nc, channels, 3, padding=1)
-        self.act_shared = MetaACON(channels)
-        self.heads = nn.ModuleDict({h: nn.Conv2d(channels, channels, 3, padding=1) for h in ("gamma", "beta")})
-        self.norm = DySPADE("code")
+    heads_used = ("gamma", "beta")
 
     def forward(self, x, seg):
         h = self.act_shared(self.shared(F.interpolate(seg, size=x.shape[2:], mode="nearest")))
@@ -252,21 +254,22 @@ class Correspondence(nn.Module):
 class SPADEGenerator(nn.Module):
     """The translation network: from the condition (warped exemplar, semantics) to the painting."""
 
-    def __init__(self, semantic_nc: int, ngf: int = 64, size: int = 256, norm: str = "spade", attention: bool = True):
+    def __init__(self, semantic_nc: int, ngf: int = 64, size: int = 256, norm: str = "spade", attention: bool = True,
+                 hidden: int | None = 128):
         super().__init__()
         if size % 32 or size < 64:  # 5 upsamplings from a reflection-padded size/32 >= 2
             raise ValueError(f"CoCosNet's generator needs a size of 64 or more divisible by 32, not {size}")
         nf, ic = ngf, 3 + semantic_nc
         self.sw = size // 32
         self.fc = nn.Conv2d(ic, 16 * nf, 3, padding=1)
-        self.head_0 = SPADEResnetBlock(16 * nf, 16 * nf, ic, norm)
-        self.G_middle_0 = SPADEResnetBlock(16 * nf, 16 * nf, ic, norm)
-        self.G_middle_1 = SPADEResnetBlock(16 * nf, 16 * nf, ic, norm)
-        self.up_0 = SPADEResnetBlock(16 * nf, 8 * nf, ic, norm)
-        self.up_1 = SPADEResnetBlock(8 * nf, 4 * nf, ic, norm)
+        self.head_0 = SPADEResnetBlock(16 * nf, 16 * nf, ic, norm, hidden)
+        self.G_middle_0 = SPADEResnetBlock(16 * nf, 16 * nf, ic, norm, hidden)
+        self.G_middle_1 = SPADEResnetBlock(16 * nf, 16 * nf, ic, norm, hidden)
+        self.up_0 = SPADEResnetBlock(16 * nf, 8 * nf, ic, norm, hidden)
+        self.up_1 = SPADEResnetBlock(8 * nf, 4 * nf, ic, norm, hidden)
         self.attn = Attention(4 * nf) if attention else nn.Identity()
-        self.up_2 = SPADEResnetBlock(4 * nf, 2 * nf, ic, norm)
-        self.up_3 = SPADEResnetBlock(2 * nf, nf, ic, norm)
+        self.up_2 = SPADEResnetBlock(4 * nf, 2 * nf, ic, norm, hidden)
+        self.up_3 = SPADEResnetBlock(2 * nf, nf, ic, norm, hidden)
         self.conv_img = nn.Conv2d(nf, 3, 3, padding=1)
 
     def forward(self, cond: torch.Tensor) -> torch.Tensor:
@@ -285,10 +288,10 @@ class CoCosNet(nn.Module):
     """Correspondence + translation: ``forward(seg, ref_img, ref_seg)`` -> (painting, correspondence outputs)."""
 
     def __init__(self, semantic_nc: int, ngf: int = 64, size: int = 256, norm: str = "spade",
-                 adaptor_kernel: int = 3, attention: bool = True, temperature: float = 0.01):
+                 adaptor_kernel: int = 3, attention: bool = True, temperature: float = 0.01, hidden: int | None = 128):
         super().__init__()
         self.corr = Correspondence(semantic_nc, ngf, adaptor_kernel, temperature=temperature)
-        self.G = SPADEGenerator(semantic_nc, ngf, size, norm, attention)
+        self.G = SPADEGenerator(semantic_nc, ngf, size, norm, attention, hidden)
 
     def forward(self, seg, ref_img, ref_seg, real_img=None):
         out = self.corr(ref_img, seg, ref_seg, real_img)
@@ -356,7 +359,8 @@ def semantic_channels(spec: dict) -> int:
 def build(spec: dict) -> tuple[CoCosNet, MultiscaleDiscriminator]:
     nc = semantic_channels(spec)
     g = CoCosNet(nc, spec.get("ngf", 64), int(spec["size"]), spec.get("norm", "spade"),
-                 spec.get("adaptor_kernel", 3), spec.get("attention", True), spec.get("temperature", 0.01))
+                 spec.get("adaptor_kernel", 3), spec.get("attention", True), spec.get("temperature", 0.01),
+                 spec.get("condition_width", 128))
     d = MultiscaleDiscriminator(nc + 3, spec.get("ndf", 64), spec.get("n_layers_d", 4), spec.get("num_d", 2),
                                 spec.get("attention", True))
     init_weights(g)
