@@ -557,3 +557,54 @@ def test_dry_run_plans_table4_metfaces_jobs(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", r.stdout + r.stderr, re.M))
     assert counts.get("tables") == "1" and not [k for k in counts if k.startswith("metfaces")]
+
+
+# --- CoCosNet's losses ---------------------------------------------------------------------------
+
+def _contextual_naive(x: np.ndarray, y: np.ndarray, h: float = 0.1) -> float:
+    """ContextualLoss_forward (PONO) for one sample, position by position: (C, P) feature matrices."""
+    mu = y.mean(axis=0, keepdims=True)  # the target's channel mean at each position
+    xc, yc = x - mu, y - mu
+    xc, yc = xc / np.linalg.norm(xc, axis=0), yc / np.linalg.norm(yc, axis=0)
+    cx = []
+    for i in range(x.shape[1]):
+        d = np.array([1 - xc[:, i] @ yc[:, j] for j in range(y.shape[1])])
+        w = np.exp((1 - d / (d.min() + 1e-3)) / h)
+        cx.append((w / w.sum()).max())
+    return float(-np.log(np.mean(cx)))
+
+
+def test_contextual_loss():
+    from facesketch.exemplar.losses import contextual
+
+    torch.manual_seed(0)
+    x, y = torch.rand(2, 8, 4, 4), torch.rand(2, 8, 4, 4)
+    got = contextual(x, y)
+    for b in range(2):
+        assert float(got[b]) == pytest.approx(_contextual_naive(x[b].flatten(1).double().numpy(),
+                                                                y[b].flatten(1).double().numpy()), rel=1e-4)
+    # contextual, not positional: the same features in another arrangement cost (almost) nothing
+    shuffled = x.flatten(2)[:, :, torch.randperm(16)].view_as(x)
+    assert float(contextual(shuffled, x).max()) < 1e-3 < float(got.min())
+
+
+def test_vgg_feature_matching_counts_only_self_referenced_samples():
+    from facesketch.exemplar import cocosnet, vgg
+    from facesketch.exemplar.losses import generator_losses
+
+    torch.manual_seed(0)
+    net, disc = cocosnet.build({"size": 64, "ngf": 8, "ndf": 8})
+    feats = vgg.VGG19Features("caffe")
+    seg, ref, real = torch.rand(2, 1, 64, 64), torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
+    w = {"gan": 10.0, "feat": 10.0, "vgg": 10.0, "fm_ratio": 1.0, "perceptual": 0.001, "contextual": 1.0,
+         "domain": 10.0, "warp_cycle": 1.0}
+    with torch.no_grad():
+        fake, co = net(seg, ref, seg, real)
+        d_fake, d_real = disc(torch.cat((seg, fake), 1)), disc(torch.cat((seg, real), 1))
+        none = generator_losses(w, fake, real, ref, torch.zeros(2), co, d_fake, d_real, feats)
+        both = generator_losses(w, fake, real, ref, torch.ones(2), co, d_fake, d_real, feats)
+    assert float(none["G_vgg_fm"]) == 0.0 and float(both["G_vgg_fm"]) > 0
+    assert all(torch.isfinite(v) for v in both.values())
+    # the warp cycle compares with the exemplar pooled 4x, the domain term the two adaptors' features
+    assert float(both["G_warp_cycle"]) == pytest.approx(
+        float(torch.nn.functional.l1_loss(co["warp_cycle"], torch.nn.functional.avg_pool2d(ref, 4))))
