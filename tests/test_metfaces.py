@@ -502,6 +502,11 @@ def test_table4_metfaces_block_filled_from_scored_samples(cfg, tmp_path, monkeyp
     assert t4.loc[("HIDA", "Sem."), "ours"] == pytest.approx(1.0, abs=1e-5)
     assert t4.loc[("HIDA", "FID"), "ours"] == pytest.approx(0.0, abs=1e-3)
     assert "not in this pipeline" in t4.loc[("DyNaST", "FID"), "reason"]
+    from facesketch.report.tables import build_tables
+
+    build_tables(spec, list(files.values()), tmp_path / "tables")
+    md = (tmp_path / "tables" / "hida_table4_metfaces.md").read_text()
+    assert "Sem." in md and "0.981" in md and "No paper publishes its MetFaces split" in md
     from facesketch.report.plots import metric_bars
 
     bars = metric_bars(long[long.table == "hida_table4_metfaces"], c["tables"]["hida_table4_metfaces"],
