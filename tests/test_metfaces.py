@@ -613,3 +613,29 @@ def test_vgg_feature_matching_counts_only_self_referenced_samples():
     # the warp cycle compares with the exemplar pooled 4x, the domain term the two adaptors' features
     assert float(both["G_warp_cycle"]) == pytest.approx(
         float(torch.nn.functional.l1_loss(co["warp_cycle"], torch.nn.functional.avg_pool2d(ref, 4))))
+
+
+def test_warped_exemplar_is_a_convex_combination_of_its_pooled_pixels():
+    """The correspondence softmax-averages the 4x-pooled exemplar: every warped pixel (before the bilinear
+    upsampling: warp_cycle's input) lies within the pooled exemplar's range, channel by channel."""
+    from facesketch.exemplar.cocosnet import Correspondence
+
+    torch.manual_seed(0)
+    corr = Correspondence(1, ngf=8)
+    ref = torch.rand(1, 3, 64, 64) * 2 - 1
+    out = corr(ref, torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 64))
+    pooled = torch.nn.functional.avg_pool2d(ref, 4).flatten(2)
+    for warped in (torch.nn.functional.avg_pool2d(out["warp_out"], 4), out["warp_cycle"]):
+        w = warped.flatten(2)
+        assert (w >= pooled.min(-1, keepdim=True)[0] - 1e-5).all()
+        assert (w <= pooled.max(-1, keepdim=True)[0] + 1e-5).all()
+    assert out["warp_out"].shape == ref.shape and out["warp_cycle"].shape == (1, 3, 16, 16)
+
+
+def test_load_smaller_than_the_size_is_a_config_error(cfg, stand_in, tmp_path):
+    from facesketch.errors import ConfigError
+    from facesketch.exemplar.train import train
+
+    with pytest.raises(ConfigError, match="load: 32 is smaller than the training size 64"):
+        train(dict(_small(metfaces.variant_spec(cfg, "metfaces_cocosnet")), load=32), stand_in / "manifest.parquet",
+              None, tmp_path / "run", device="cpu")

@@ -14,7 +14,6 @@ lr/2 with eps 1e-3, D 2 lr; constant for ``schedule.epochs``, then linear decay 
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch.nn.functional as F
 
 from facesketch.data.fs2k import load_manifest
 from facesketch.device import pick
-from facesketch.errors import DataError
+from facesketch.errors import ConfigError, DataError
 from facesketch.exemplar import cocosnet
 from facesketch.exemplar.losses import generator_losses, hinge_d
 from facesketch.fileio import atomic_path, read_array, save_image, write_text
@@ -109,6 +108,10 @@ def train(spec: dict, manifest_path: Path, maps: Path | None, out: Path, seed: i
     ``vgg``: the loss network; None loads CoCosNet's VGG19 from the weights folder."""
     from facesketch.exemplar import vgg as vgg_mod
 
+    load = spec.get("load") or spec["size"]
+    if load < spec["size"]:
+        raise ConfigError(f"{spec.get('name', 'variant')}.load: {load} is smaller than the training size "
+                          f"{spec['size']} (load is the resize before the random crop)")
     dev = pick(device)
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -129,7 +132,7 @@ def train(spec: dict, manifest_path: Path, maps: Path | None, out: Path, seed: i
     opt_d = torch.optim.Adam(disc.parameters(), lr=opt["lr"] * 2, betas=betas)
     w, sched, bs = spec["losses"], spec["schedule"], int(spec["batch_size"])
     n_epochs = int(sched["epochs"]) + int(sched.get("decay_epochs", 0))
-    steps = math.ceil(len(train_ids) / bs)
+    steps = max(1, len(train_ids) // bs)  # the reference's loader drops the last partial batch
     if spec.get("max_steps_per_epoch"):
         steps = min(steps, int(spec["max_steps_per_epoch"]))
     records = []
