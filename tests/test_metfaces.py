@@ -667,3 +667,26 @@ def test_workflow_runs_ingestion_training_and_inference_on_the_stand_in(tmp_path
     assert {p.stem for p in Path(target).glob("*.png")} == set(manifest[manifest.split == "test"].id)
     losses = pd.read_csv(tmp_path / "results" / "metfaces" / "checkpoints" / "metfaces_cocosnet" / "0" / "losses.csv")
     assert len(losses) == 1 and np.isfinite(losses.filter(regex="^(G_|D_)").to_numpy()).all()
+
+
+def test_scores_without_weights_say_which_file_is_missing(cfg, tmp_path):
+    from facesketch.exemplar.score import score_samples
+    from facesketch.report.tables import build_long, table_spec
+
+    manifest = _zip_and_prepare(tmp_path)
+    samples = tmp_path / "samples" / "0"
+    samples.mkdir(parents=True)
+    for r in manifest[manifest.split == "test"].itertuples():
+        Image.open(tmp_path / "data" / r.photo).save(samples / f"{r.id}.png")
+    with pytest.raises(WeightsError, match="pt_inception-2015-12-05"):
+        score_samples("metfaces_cocosnet", tmp_path / "data" / "manifest.parquet", [samples], tmp_path / "m.parquet",
+                      tmp_path / "no_weights", device="cpu")
+    df = score_samples("metfaces_cocosnet", tmp_path / "data" / "manifest.parquet", [samples], tmp_path / "m.parquet",
+                       tmp_path / "no_weights", device="cpu", allow_missing=True)
+    assert df.value.isna().all()
+    c = _configured(cfg, tmp_path / "metfaces.zip")
+    t4 = build_long(metfaces.table_spec(table_spec(c, {}), c), df)
+    t4 = t4[(t4.table == "hida_table4_metfaces") & (t4["style"] == "all") & (t4.label == "CoCosNet")]
+    t4 = t4.set_index("metric")
+    assert "pt_inception-2015-12-05" in t4.loc["FID", "reason"] and "alexnet-owt" in t4.loc["LPIPS", "reason"]
+    assert "vgg19-dcbb9e9d.pth" in t4.loc["Sem.", "reason"]

@@ -193,7 +193,7 @@ def prepare(raw_root: Path, out_dir: Path, spec: dict) -> pd.DataFrame:
 # --- the workflow's view ------------------------------------------------------------------------
 
 def check_config(cfg: dict) -> None:
-    """Table rows naming a MetFaces variant name one of metfaces.variants."""
+    """MetFaces variants have names of their own (table rows name them like any variant)."""
     names = set(cfg.get("metfaces", {}).get("variants", {}))
     clash = names & set(cfg.get("variants", {}))
     if clash:

@@ -69,10 +69,15 @@ def score_samples(variant: str, manifest_path: Path, sample_dirs: list[Path], ou
                                 f"{gt[i].shape[1]}x{gt[i].shape[0]}")
         for name in names:
             net = nets[name]
-            if isinstance(net, str):
-                records += [{**base, "seed": seed, "style_gt": "Style1", "image_id": i, "metric": name,
-                             "value": np.nan, "scope": "image" if name != "FID" else "set", "n_images": 0,
-                             "reason": net, "n_expected": 1} for i in (ids if name != "FID" else [""])]
+            if isinstance(net, str):  # weights missing and metrics.allow_missing: the rows say which file
+                if name == "FID":
+                    records.append({**base, "seed": seed, "style_asked": "all", "style_gt": "all", "image_id": "",
+                                    "metric": name, "value": np.nan, "scope": "set", "n_images": 0, "reason": net,
+                                    "n_expected": len(ids)})
+                else:
+                    records += [{**base, "seed": seed, "style_gt": "Style1", "image_id": i, "metric": name,
+                                 "value": np.nan, "scope": "image", "n_images": 1, "reason": net, "n_expected": 1}
+                                for i in ids]
                 continue
             if name == "FID":
                 real = fid.inception_features(net.to(dev), [gt[i] for i in ids], dev)
