@@ -342,8 +342,10 @@ class MultiscaleDiscriminator(nn.Module):
 def init_weights(net: nn.Module, gain: float = 0.02) -> None:
     """The reference's xavier init (gain = init_variance 0.02) of conv and linear weights, biases 0.
 
-    Like BaseNetwork.init_weights it writes ``m.weight.data``; under spectral norm that attribute is
-    recomputed from ``weight_orig`` on the next forward, so spectral-norm layers keep PyTorch's init."""
+    BaseNetwork.init_weights writes ``m.weight.data``. Under spectral norm that attribute is a plain
+    tensor sharing ``weight_orig``'s storage only until the module moves: the reference calls
+    ``net.cuda()`` before ``init_weights``, so on its GPUs the write lands in a stale CPU copy and the
+    spectral-norm layers keep PyTorch's default init. That is what is done here, on any device."""
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)) and isinstance(getattr(m, "weight", None), nn.Parameter):
             nn.init.xavier_normal_(m.weight, gain=gain)
