@@ -166,7 +166,12 @@ rule metfaces_grid:
         manifest=f"{MET}/manifest.parquet",
         samples=[f"{MET_RES}/samples/{v}/{metfaces_seeds(v)[0]}" for v in MET_VARIANTS],
     output:
-        report(f"{RES}/plots/metfaces_grid.png", category="Figures", subcategory="HIDA Table 4: MetFaces"),
+        report(
+            f"{RES}/plots/metfaces_grid.png",
+            caption="report/metfaces_grid.rst",
+            category="Figures",
+            subcategory="HIDA Table 4: MetFaces",
+        ),
     log:
         f"{LOGS}/metfaces_grid.log",
     conda:

@@ -690,3 +690,12 @@ def test_scores_without_weights_say_which_file_is_missing(cfg, tmp_path):
     t4 = t4.set_index("metric")
     assert "pt_inception-2015-12-05" in t4.loc["FID", "reason"] and "alexnet-owt" in t4.loc["LPIPS", "reason"]
     assert "vgg19-dcbb9e9d.pth" in t4.loc["Sem.", "reason"]
+
+
+def test_weights_a_metfaces_run_needs(cfg, tmp_path, monkeypatch):
+    from facesketch.maps import weights
+
+    monkeypatch.delenv("METFACES_ARCHIVE", raising=False)
+    assert not {"cocosnet_vgg19"} & set(weights.required(cfg))  # no MetFaces, no CoCosNet VGG to fetch
+    make_metfaces_zip(tmp_path / "metfaces.zip", n=2)
+    assert {"cocosnet_vgg19", "vgg19"} <= set(weights.required(_configured(cfg, tmp_path / "metfaces.zip")))
