@@ -6,6 +6,7 @@
 
 from facesketch.data.metfaces import archive_path as metfaces_archive
 from facesketch.data.metfaces import missing_reason as metfaces_missing
+from facesketch.data.metfaces import model_inputs as metfaces_inputs
 from facesketch.data.metfaces import table_spec as metfaces_table_spec
 from facesketch.data.metfaces import variant_names as metfaces_variants
 from facesketch.data.metfaces import variant_spec as metfaces_spec
@@ -19,17 +20,6 @@ MET_IS_ZIP = MET_READY and Path(MET_SOURCE).expanduser().is_file()
 MET_VARIANTS = metfaces_variants(CFG) if MET_READY else []
 MET_METRICS = [f"{RES}/metrics/metfaces/{v}.parquet" for v in MET_VARIANTS]
 MET_GRID = [f"{RES}/plots/metfaces_grid.png"] if MET_VARIANTS else []
-
-
-def metfaces_seeds(v):
-    return metfaces_spec(CFG, v)["seeds"]
-
-
-def metfaces_inputs(v):
-    inputs = {"manifest": f"{MET}/manifest.parquet"}
-    if metfaces_spec(CFG, v)["depth_input"]:
-        inputs["depth"] = f"{MET_MAPS}/depth"
-    return inputs
 
 
 rule metfaces_extract:
@@ -87,7 +77,7 @@ rule metfaces_maps:
 
 rule metfaces_train:
     input:
-        unpack(lambda w: metfaces_inputs(w.mfvariant)),
+        unpack(lambda w: metfaces_inputs(metfaces_spec(CFG, w.mfvariant), MET)),
     output:
         f"{MET_RES}/checkpoints/{{mfvariant}}/{{seed}}/model.pt",
     log:
@@ -114,7 +104,7 @@ rule metfaces_train:
 
 rule metfaces_infer:
     input:
-        unpack(lambda w: metfaces_inputs(w.mfvariant)),
+        unpack(lambda w: metfaces_inputs(metfaces_spec(CFG, w.mfvariant), MET)),
         model=f"{MET_RES}/checkpoints/{{mfvariant}}/{{seed}}/model.pt",
     output:
         directory(f"{MET_RES}/samples/{{mfvariant}}/{{seed}}"),
@@ -139,7 +129,7 @@ rule metfaces_infer:
 rule metfaces_score:
     input:
         manifest=f"{MET}/manifest.parquet",
-        samples=lambda w: [f"{MET_RES}/samples/{w.mfvariant}/{s}" for s in metfaces_seeds(w.mfvariant)],
+        samples=lambda w: [f"{MET_RES}/samples/{w.mfvariant}/{s}" for s in metfaces_spec(CFG, w.mfvariant)["seeds"]],
     output:
         f"{RES}/metrics/metfaces/{{mfvariant}}.parquet",
     log:
@@ -164,7 +154,7 @@ rule metfaces_score:
 rule metfaces_grid:
     input:
         manifest=f"{MET}/manifest.parquet",
-        samples=[f"{MET_RES}/samples/{v}/{metfaces_seeds(v)[0]}" for v in MET_VARIANTS],
+        samples=[f"{MET_RES}/samples/{v}/{metfaces_spec(CFG, v)['seeds'][0]}" for v in MET_VARIANTS],
     output:
         report(
             f"{RES}/plots/metfaces_grid.png",
@@ -177,7 +167,7 @@ rule metfaces_grid:
     conda:
         "../envs/report.yaml"
     params:
-        samples=q({v: f"{MET_RES}/samples/{v}/{metfaces_seeds(v)[0]}" for v in MET_VARIANTS}),
+        samples=q({v: f"{MET_RES}/samples/{v}/{metfaces_spec(CFG, v)['seeds'][0]}" for v in MET_VARIANTS}),
         rows=CFG["report"]["grid_rows"],
     shell:
         "facesketch metfaces-grid --manifest {input.manifest} --samples {params.samples} --rows {params.rows}"

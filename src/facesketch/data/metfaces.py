@@ -234,3 +234,11 @@ def table_spec(spec: dict, cfg: dict) -> dict:
         spec["data_missing"] = {**spec.get("data_missing", {}), **{v: why for v in names}}
     spec["run_variants"] = list(spec.get("run_variants", [])) + names
     return spec
+
+
+def model_inputs(spec: dict, data: str) -> dict[str, str]:
+    """What a MetFaces variant's training and inference read: the manifest, and depth maps when it takes them."""
+    inputs = {"manifest": f"{data}/manifest.parquet"}
+    if spec.get("depth_input"):
+        inputs["depth"] = f"{data}/maps/depth"
+    return inputs
