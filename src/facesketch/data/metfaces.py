@@ -51,7 +51,8 @@ HINT = (f"Download the metfaces-dataset folder (metfaces.json and images/) linke
 
 def archive_path(cfg: dict) -> str | None:
     """The user's MetFaces release (folder or zip): config first, then $METFACES_ARCHIVE."""
-    return (cfg.get("metfaces") or {}).get("archive") or os.environ.get("METFACES_ARCHIVE") or None
+    path = (cfg.get("metfaces") or {}).get("archive") or os.environ.get("METFACES_ARCHIVE") or None
+    return str(Path(path).expanduser()) if path else None
 
 
 def extract(archive: Path, dest: Path) -> Path:
