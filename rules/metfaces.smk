@@ -141,7 +141,7 @@ rule metfaces_score:
     resources:
         gpu=1,
     params:
-        spec=q({"allow_missing": CFG["metrics"]["allow_missing"]}),
+        spec=q({"allow_missing": CFG["metrics"]["allow_missing"], "semantic": CFG["metfaces"]["semantic"]}),
         weights=WEIGHTS,
         device=DEVICE,
         code=code_fingerprint("facesketch.exemplar.score"),

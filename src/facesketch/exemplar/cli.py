@@ -49,7 +49,8 @@ def cmd_score(args) -> int:
 
     spec = _spec(args.spec) if args.spec else {}
     score_samples(args.variant, Path(args.manifest), [Path(s) for s in args.samples], Path(args.out),
-                  Path(args.weights), device=args.device, allow_missing=bool(spec.get("allow_missing", False)))
+                  Path(args.weights), device=args.device, allow_missing=bool(spec.get("allow_missing", False)),
+                  semantic=spec.get("semantic"))
     return 0
 
 
@@ -101,7 +102,7 @@ def add_parsers(sub, out_folders: dict, out_files: dict) -> None:
     p.add_argument("--samples", nargs="+", required=True, help="results/metfaces/samples/<variant>/<seed> folders")
     p.add_argument("--weights", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--spec", help='{"allow_missing": bool} (the config\'s metrics block)')
+    p.add_argument("--spec", help='{"allow_missing": bool, "semantic": metfaces.semantic} as JSON')
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_score)
     out_files["exemplar-score"] = ("out",)

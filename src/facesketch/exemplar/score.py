@@ -21,13 +21,17 @@ log = logging.getLogger(__name__)
 NAMES = ("FID", "LPIPS", "Sem.")
 
 
-def _networks(names, weights_dir: Path, allow_missing: bool):
+SEMANTIC = {"mode": "region", "vgg": "cocosnet"}  # the defaults of metfaces.semantic (the schema's)
+SEM_WEIGHTS = {"cocosnet": "cocosnet_vgg19", "torchvision": "vgg19"}
+
+
+def _networks(names, weights_dir: Path, allow_missing: bool, semantic: dict):
     """name -> network, or name -> the reason it is missing (only when allow_missing)."""
     from facesketch.exemplar import vgg
     from facesketch.metrics import networks
 
     loaders = {"FID": networks.load_fid_inception, "LPIPS": networks.load_lpips,
-               "Sem.": lambda d: vgg.load("vgg19", d)}
+               "Sem.": lambda d: vgg.load(SEM_WEIGHTS[semantic["vgg"]], d)}
     out = {}
     for n in names:
         try:
@@ -44,8 +48,10 @@ def to_tensor(images: list[np.ndarray], device) -> torch.Tensor:
 
 
 def score_samples(variant: str, manifest_path: Path, sample_dirs: list[Path], out: Path, weights_dir: Path,
-                  device: str = "auto", names=NAMES, allow_missing: bool = False, batch_size: int = 16) -> pd.DataFrame:
-    """``sample_dirs``: results/metfaces/samples/<variant>/<seed>, each holding <test id>.png."""
+                  device: str = "auto", names=NAMES, allow_missing: bool = False, batch_size: int = 16,
+                  semantic: dict | None = None) -> pd.DataFrame:
+    """``sample_dirs``: results/metfaces/samples/<variant>/<seed>, each holding <test id>.png;
+    ``semantic``: metfaces.semantic (how Sem. is computed, facesketch.metrics.semantic)."""
     from facesketch.metrics import fid
 
     dev = pick(device)
@@ -53,7 +59,9 @@ def score_samples(variant: str, manifest_path: Path, sample_dirs: list[Path], ou
     root = Path(manifest.attrs["root"])
     ids = sorted(manifest.id)
     gt = {r.id: read_array(root / r.photo, "RGB") for r in manifest.itertuples()}
-    nets = _networks(names, Path(weights_dir), allow_missing)
+    labels = {r.id: read_array(root / r.edge, "L") for r in manifest.itertuples()}  # Sem.'s regions
+    semantic = {**SEMANTIC, **(semantic or {})}
+    nets = _networks(names, Path(weights_dir), allow_missing, semantic)
     records = []
     base = {"variant": variant, "style_asked": "Style1", "replicate": -1}
     for d in map(Path, sample_dirs):
@@ -97,7 +105,8 @@ def score_samples(variant: str, manifest_path: Path, sample_dirs: list[Path], ou
                     else:
                         from facesketch.metrics.semantic import semantic_similarity
 
-                        v = semantic_similarity(net, x, y)
+                        lab = torch.from_numpy(np.stack([labels[i] for i in chunk])).to(dev)
+                        v = semantic_similarity(net, x, y, lab, semantic["mode"])
                 values.update(zip(chunk, v.cpu().double().tolist()))
             for i in ids:
                 records.append({**base, "seed": seed, "style_gt": "Style1", "image_id": i, "metric": name,

@@ -332,7 +332,9 @@ def required(cfg: dict) -> list[str]:
     from facesketch.data.metfaces import missing_reason as metfaces_missing
 
     if (cfg.get("metfaces") or {}).get("variants") and not metfaces_missing(cfg):  # CoCosNet's losses; Sem.
-        names += ["cocosnet_vgg19", "vgg19"]
+        names.append("cocosnet_vgg19")
+        if cfg["metfaces"].get("semantic", {}).get("vgg") == "torchvision":
+            names.append("vgg19")
     for v in run_variants(cfg):
         losses = cfg["resolved"][v]["losses"]
         if losses.get("vgg"):
