@@ -6,21 +6,22 @@ folder ``metfaces-dataset/`` holding ``metfaces.json`` and ``images/*.png`` (133
 ``metfaces-dataset/``. Every image named by ``metfaces.json`` must be there (and match its
 ``image_md5`` when ``check_md5``).
 
-The task, as CoCosNet's follow-ups run it on MetFaces (none of CoCosNet, CoCosNet v2 or DynaST
-publishes a MetFaces loader; one public fork of CoCosNet v2 does, data/metfaces_dataset.py):
-- input domain: an edge map of the painting, and an exemplar painting whose style is carried over;
-  the painting itself is the ground truth. The fork reads pre-computed edge images (how they were
-  made is not published); CoCosNet's own edge-to-face loader (celebahqedge_dataset.py) takes its
-  edges with ``skimage.feature.canny`` on the grey image at the loading size, which is what is done
-  here (sigma ``edges.sigma``, skimage's default thresholds).
-- exemplars: retrieval lists (``metfaces_ref.txt``: an image, then its ranked exemplars); training
-  uses the first ("easy") and last ("hard") of each list, testing the first. The lists are not
-  published; here each image's exemplars are the training images whose grey thumbnails correlate
-  best with its own (``exemplars.k`` of them, never itself), a documented stand-in for the retrieval.
-- split: the fork's train.txt/test.txt are not published; here a seeded random ``split.test``
-  fraction, or the user's own list of test ids (``split.test_list``) to match another paper's split.
-- resolution: the fork loads 1024 and crops 512; CoCosNet's faces load 286 and crop 256. Images
-  are stored at ``size`` (256 by default); the training crop is the variant's (``load``/``crop``).
+The task, as CoCosNet's follow-ups run it on MetFaces. None of CoCosNet, CoCosNet v2 or DynaST
+publishes a MetFaces loader; MATEBIT (AiArt-Gao/MATEBIT, CVPR 2023, the HIDA authors' group, whose
+MetFaces comparison lists the same five methods as HIDA's Table 4) does, in data/metfaces_dataset.py:
+- input domain: an edge map of the painting, read from a folder of pre-computed edge images (how they
+  were made is not published), and an exemplar painting whose style is carried over; the painting is
+  the ground truth. Here the edges are CoCosNet's own edge-to-face edges (celebahqedge_dataset.py):
+  ``skimage.feature.canny`` on the grey image at the loading size (``edges.sigma``, skimage's defaults).
+- exemplars: retrieval lists (``metfaces_ref.txt``: an image, then its ranked exemplars; MATEBIT's
+  ref.txt shows a few lines); training uses the first two (CoCosNet: the first and the last), testing
+  the first. The full lists are not published; here each image's exemplars are the training images
+  whose grey thumbnails correlate best with its own (``exemplars.k``, 2: MATEBIT's pair; never itself).
+- split: MATEBIT's train.txt/test.txt are not published; here a seeded random ``split.test`` fraction,
+  or the user's own list of test ids (``split.test_list``).
+- resolution: MATEBIT loads 1024 and crops 512 (and evaluates at 256); CoCosNet's faces load 286 and
+  crop 256. Images are stored at ``size`` (256 by default); the training crop is the variant's
+  (``load``, then a random ``size`` crop).
 """
 
 from __future__ import annotations
