@@ -41,6 +41,7 @@ include: "rules/train.smk"
 include: "rules/infer.smk"
 include: "rules/metrics.smk"
 include: "rules/apdrawing.smk"
+include: "rules/metfaces.smk"
 include: "rules/report.smk"
 include: "rules/draw.smk"
 

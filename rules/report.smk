@@ -4,7 +4,7 @@
 
 rule tables:
     input:
-        metrics=metric_files() + APD_METRICS,
+        metrics=metric_files() + APD_METRICS + MET_METRICS,
         manifest=f"{FS2K}/manifest.parquet",
     output:
         parquet=expand(f"{RES}/tables/{{table}}.parquet", table=TABLES),
@@ -29,7 +29,7 @@ rule tables:
     conda:
         "../envs/report.yaml"
     params:
-        spec=q(apdrawing_table_spec(table_spec(CFG, RELEASED_AVAILABLE), CFG)),
+        spec=q(metfaces_table_spec(apdrawing_table_spec(table_spec(CFG, RELEASED_AVAILABLE), CFG), CFG)),
         out=lambda w, output: parent(output.parquet[0]),
         code=code_fingerprint("facesketch.report.tables"),
     shell:
@@ -100,3 +100,4 @@ rule report_all:
         rules.tables.output,
         rules.plots.output,
         rules.study_summary.output if STUDY else [],
+        MET_GRID,

@@ -20,7 +20,8 @@ from .conftest import REPO
 BIN = Path(sys.executable).parent
 DEMO = ["--configfile", "config.yaml", "src/facesketch/configs/demo.yaml"]
 GPU_RULES = {"maps", "train", "infer", "infer_cross", "score", "score_released", "draw_photos",
-             "apdrawing_maps", "apdrawing_train", "apdrawing_infer", "apdrawing_score", "apdrawing_score_released"}
+             "apdrawing_maps", "apdrawing_train", "apdrawing_infer", "apdrawing_score", "apdrawing_score_released",
+             "metfaces_maps", "metfaces_train", "metfaces_infer", "metfaces_score"}
 
 
 def _rules_with_gpu() -> set[str]:

@@ -179,8 +179,9 @@ def test_a_config_without_train_defaults_resolves_as_with_them(raw):
 
 def test_one_table_of_metrics_names_what_the_schema_allows():
     from facesketch.config import schema
-    from facesketch.metrics.catalogue import CPU_METRICS, LOWER_IS_BETTER, METRICS
+    from facesketch.metrics.catalogue import CPU_METRICS, LOWER_IS_BETTER, METRICS, SKETCH_METRICS
 
-    assert list(METRICS) == schema()["properties"]["metrics"]["properties"]["names"]["items"]["enum"]
+    assert list(SKETCH_METRICS) == schema()["properties"]["metrics"]["properties"]["names"]["items"]["enum"]
+    assert list(METRICS) == schema()["$defs"]["table"]["properties"]["metrics"]["items"]["enum"]
     assert LOWER_IS_BETTER == {"FID", "KID", "LPIPS"}  # distances; the rest are similarities
     assert set(CPU_METRICS) == {"SCOOT", "FSIM", "SSIM", "MS-SSIM"} and METRICS["FID"].scope == "set"

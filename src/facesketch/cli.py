@@ -442,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_plots)
     _add_study_parser(sub)
+    from facesketch.exemplar.cli import add_parsers as _add_metfaces_parsers  # HIDA Table 4, MetFaces
+
+    _add_metfaces_parsers(sub, _OUT_FOLDERS, _OUT_FILES)
     _finish_options(parser, sub)
     return parser
 

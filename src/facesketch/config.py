@@ -219,7 +219,8 @@ def _check_references(cfg: dict) -> None:
                 raise ConfigError(f"run.{key}: {name!r} is not configured under {key}")
     for tname, table in cfg.get("tables", {}).items():
         for i, row in enumerate(table["rows"]):
-            if "variant" in row and row["variant"] not in variants:
+            metfaces = set(cfg.get("metfaces", {}).get("variants", {}))
+            if "variant" in row and row["variant"] not in variants and row["variant"] not in metfaces:
                 raise ConfigError(f"tables.{tname}.rows[{i}].variant: unknown variant {row['variant']!r}")
             apdrawing = {f"apdrawing_{n}" for n in cfg.get("apdrawing", {}).get("released", {})}
             if "released" in row and row["released"] not in released and row["released"] not in apdrawing:
@@ -257,6 +258,9 @@ def finalize(cfg: dict) -> dict:
     from facesketch.data.apdrawing import check_config as _check_apdrawing
 
     _check_apdrawing(cfg)
+    from facesketch.data.metfaces import check_config as _check_metfaces
+
+    _check_metfaces(cfg)
     cfg["resolved"] = {name: resolve_variant(cfg, name) for name in cfg["variants"]}
     return cfg
 

@@ -129,8 +129,18 @@ REGISTRY: dict[str, WeightFile] = {
         WeightFile(
             "vgg19", "vgg19-dcbb9e9d.pth", "vgg",
             ("https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",),
-            "Pix2PixHD's VGG perceptual loss (torchvision VGG19)", "BSD-3-Clause (torchvision)",
+            "Pix2PixHD's VGG perceptual loss (torchvision VGG19); MetFaces' semantic score (Sem.)",
+            "BSD-3-Clause (torchvision)",
             sha256_prefix="dcbb9e9d",
+        ),
+        WeightFile(
+            "cocosnet_vgg19", "vgg19_conv.pth", "cocosnet",
+            (),
+            "CoCosNet's training losses (Caffe VGG19, keys conv1_1..conv5_4; facesketch.exemplar.vgg)",
+            "research code release (microsoft/CoCosNet, MIT)",
+            manual="download the 'Pretrained VGG model' linked in the microsoft/CoCosNet README "
+                   "(https://drive.google.com/file/d/1fp7DAiXdf0Ay-jANb8f0RHYLTRyjNv4m/view), which the "
+                   "reference keeps at models/vgg19_conv.pth",
         ),
         WeightFile(
             "hida_released", "_ckpt_epoch_749.ckpt", "hida",
@@ -319,6 +329,12 @@ def required(cfg: dict) -> list[str]:
         names.append("fid_inception")
     if "LPIPS" in cfg["metrics"]["names"]:
         names.append("lpips_alexnet")
+    from facesketch.data.metfaces import missing_reason as metfaces_missing
+
+    if (cfg.get("metfaces") or {}).get("variants") and not metfaces_missing(cfg):  # CoCosNet's losses; Sem.
+        names.append("cocosnet_vgg19")
+        if cfg["metfaces"].get("semantic", {}).get("vgg") == "torchvision":
+            names.append("vgg19")
     for v in run_variants(cfg):
         losses = cfg["resolved"][v]["losses"]
         if losses.get("vgg"):

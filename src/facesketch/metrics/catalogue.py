@@ -42,6 +42,7 @@ class Metric:
     scope: str                    # image: one value per image; set: one value per set of images
     decimals: int = 3             # in tables
     cpu: Callable[[np.ndarray, np.ndarray], float] | None = None  # grey uint8 (result, gt) -> value
+    sketches: bool = True         # computed by the sketch evaluation (metrics.names); else MetFaces' only
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
@@ -52,7 +53,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("FSIM", lower_is_better=False, scope="image", cpu=_fsim),
     Metric("SSIM", lower_is_better=False, scope="image", cpu=_ssim),
     Metric("MS-SSIM", lower_is_better=False, scope="image", cpu=_ms_ssim),
+    Metric("Sem.", lower_is_better=False, scope="image", sketches=False),  # MetFaces (Table 4): metrics.semantic
 )}
+SKETCH_METRICS = tuple(n for n, m in METRICS.items() if m.sketches)  # what metrics.names may ask for
 CPU_METRICS = tuple(n for n, m in METRICS.items() if m.cpu is not None)
 LOWER_IS_BETTER = {n for n, m in METRICS.items() if m.lower_is_better}
 SET_METRICS = tuple(n for n, m in METRICS.items() if m.scope == "set")
