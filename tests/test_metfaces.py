@@ -348,6 +348,34 @@ def test_one_training_step_and_inference(cfg, stand_in, tmp_path, name):
     assert all(Image.open(p).size == (64, 64) and Image.open(p).mode == "RGB" for p in out.glob("*.png"))
 
 
+def test_killed_training_resumes_to_the_weights_of_an_unbroken_run(cfg, stand_in, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from facesketch.exemplar.train import train
+
+    weights = tmp_path / "weights"
+    _cocosnet_vgg_stand_in(weights)
+    spec = _small(metfaces.variant_spec(cfg, "metfaces_cocosnet"))
+    spec["schedule"] = {"epochs": 1, "decay_epochs": 1}  # two epochs, the second at a decayed rate
+    manifest = stand_in / "manifest.parquet"
+    unbroken = torch.load(train(spec, manifest, None, tmp_path / "unbroken", weights_dir=weights, device="cpu"),
+                          weights_only=True)["net"]
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "facesketch.cli", "exemplar-train", "--spec", json.dumps(spec), "--manifest",
+           str(manifest), "--weights", str(weights), "--out", str(run), "--device", "cpu"]
+    killed = subprocess.run(cmd, env=dict(os.environ, FACESKETCH_KILL_AFTER_EPOCHS="1"), capture_output=True,
+                            text=True)
+    assert killed.returncode == 137 and (run / "last.pt").is_file() and not (run / "model.pt").exists()
+    resumed = subprocess.run(cmd, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming after epoch 1 of 2" in resumed.stderr
+    final = torch.load(run / "model.pt", weights_only=True)["net"]
+    assert final.keys() == unbroken.keys() and all(torch.equal(final[k], unbroken[k]) for k in final)
+    assert len(pd.read_csv(run / "losses.csv")) == 2
+
+
 def test_training_without_cocosnets_vgg_names_the_file(cfg, stand_in, tmp_path):
     from facesketch.exemplar.train import train
 

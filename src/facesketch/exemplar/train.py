@@ -9,11 +9,15 @@ flipped; the exemplar gets its own crop. Tests use the best exemplar and no augm
 Optimisers as the reference with TTUR: Adam betas (0, 0.9), G (correspondence + translation)
 lr/2 with eps 1e-3, D 2 lr; constant for ``schedule.epochs``, then linear decay over
 ``schedule.decay_epochs``; the generator step, then the discriminator step.
+
+The run folder holds ``last.pt`` after every epoch (networks, optimisers, every random state): a
+killed run resumes there and ends with the weights of an unbroken one; ``model.pt`` at the end.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from pathlib import Path
@@ -31,6 +35,8 @@ from facesketch.exemplar.losses import generator_losses, hinge_d
 from facesketch.fileio import atomic_path, read_array, save_image, write_text
 from facesketch.maps import encoding
 from facesketch.progress import progress
+from facesketch.runlock import run_lock
+from facesketch.train import checkpoint as ckpt
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +112,12 @@ def train(spec: dict, manifest_path: Path, maps: Path | None, out: Path, seed: i
     """Train one MetFaces variant; writes ``out/model.pt`` (the generator side and the spec) and losses.csv.
 
     ``vgg``: the loss network; None loads CoCosNet's VGG19 from the weights folder."""
+    with run_lock(Path(out), "MetFaces run folder"):
+        return _train(spec, manifest_path, maps, Path(out), seed, weights_dir, device, vgg)
+
+
+def _train(spec: dict, manifest_path: Path, maps: Path | None, out: Path, seed: int, weights_dir: Path,
+           device: str, vgg) -> Path:
     from facesketch.exemplar import vgg as vgg_mod
 
     load = spec.get("load") or spec["size"]
@@ -135,8 +147,24 @@ def train(spec: dict, manifest_path: Path, maps: Path | None, out: Path, seed: i
     steps = max(1, len(train_ids) // bs)  # the reference's loader drops the last partial batch
     if spec.get("max_steps_per_epoch"):
         steps = min(steps, int(spec["max_steps_per_epoch"]))
-    records = []
-    for epoch in range(n_epochs):
+    # resume: last.pt holds everything an unbroken run has in memory at an epoch boundary
+    last, digest = out / "last.pt", ckpt.spec_hash(spec)
+    start, records = 0, []
+    state = ckpt.load_resume(last, map_location=dev)
+    if state is not None and state.get("spec_hash") == digest:
+        net.load_state_dict(state["net"])
+        disc.load_state_dict(state["disc"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        ckpt.set_rng_state({k: v.cpu() for k, v in state["rng"].items()}, dev)
+        rng.setstate(_tuples(state["py_rng"]))
+        start, records = int(state["epoch"]), list(state["history"])
+        log.info("%s: resuming after epoch %d of %d from %s", spec.get("name", "cocosnet"), start, n_epochs, last)
+    elif state is not None:
+        os.replace(last if last.exists() else ckpt.previous(last), last.with_name("last.stale.pt"))
+        ckpt.previous(last).unlink(missing_ok=True)
+        log.warning("%s belongs to another spec; kept as last.stale.pt, training from scratch", last)
+    for epoch in range(start, n_epochs):
         f = lr_factor(epoch, sched)
         for group in opt_g.param_groups:
             group["lr"] = opt["lr"] / 2 * f
@@ -172,10 +200,26 @@ def train(spec: dict, manifest_path: Path, maps: Path | None, out: Path, seed: i
         records.append({"epoch": epoch + 1, **{k: v / steps for k, v in sums.items()},
                         "seconds": time.time() - start, "lr_factor": f})
         write_text(out / "losses.csv", pd.DataFrame(records).to_csv(index=False))
+        ckpt.save(last, {"epoch": epoch + 1, "history": records, "spec_hash": digest, "net": net.state_dict(),
+                         "disc": disc.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                         "rng": ckpt.rng_state(dev), "py_rng": rng.getstate()}, keep_previous=True)
+        _kill_hook(epoch + 1)
     model = out / "model.pt"
     with atomic_path(model) as tmp:
         torch.save({"spec": spec, "net": net.state_dict(), "seed": seed}, tmp)
     return model
+
+
+def _tuples(x):
+    """random.Random's state as getstate() gave it (a checkpoint may hold its tuples as lists)."""
+    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def _kill_hook(epoch: int) -> None:
+    """Tests simulate a kill -9 after an epoch's checkpoint (no clean-up runs, like a real kill)."""
+    at = os.environ.get("FACESKETCH_KILL_AFTER_EPOCHS")
+    if at and epoch == int(at):
+        os._exit(137)
 
 
 def load_model(path: Path, device) -> tuple[dict, cocosnet.CoCosNet]:
