@@ -316,6 +316,14 @@ def _checked_into(name: str, target: Path, download) -> Path:
     return target
 
 
+def _source(w: WeightFile) -> str:
+    if w.urls:
+        return w.urls[0]
+    if w.gdrive_id:
+        return f"https://drive.google.com/file/d/{w.gdrive_id}/view (gdown)"
+    return w.manual
+
+
 def status_rows(weights_dir: Path) -> list[dict]:
     rows = []
     for name, w in REGISTRY.items():
@@ -327,7 +335,7 @@ def status_rows(weights_dir: Path) -> list[dict]:
             except WeightsError as e:
                 state = f"BAD: {e}"
         rows.append({"name": name, "file": str(path), "state": state, "used for": w.used_for,
-                     "fingerprint": w.fingerprint(), "source": (w.urls[0] if w.urls else w.manual),
+                     "fingerprint": w.fingerprint(), "source": _source(w),
                      "licence": w.licence})
     return rows
 
