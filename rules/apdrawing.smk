@@ -27,39 +27,45 @@ rule apdrawing_extract:
     input:
         ancient(apdrawing_archive(CFG) or "APDrawingDB.zip"),  # only planned when the archive exists
     output:
-        directory(f"{APD}/raw"),
+        raw=directory(f"{APD}/raw"),
+        sums=sums(f"{APD}/raw"),
     log:
         f"{LOGS}/apdrawing_extract.log",
     conda:
         "../envs/data.yaml"
     shell:
-        "facesketch apdrawing-extract {input} --out {output} 2> {log}"
+        "facesketch apdrawing-extract {input} --out {output.raw} 2> {log};"
+        " facesketch checksums {output.raw} --out {output.sums} 2>> {log}"
 
 
 rule apdrawing_prepare:
     input:
-        f"{APD}/raw",
+        sums(f"{APD}/raw"),
     output:
         manifest=f"{APD}/manifest.parquet",
         aligned=directory(f"{APD}/aligned"),
+        aligned_sums=sums(f"{APD}/aligned"),
     log:
         f"{LOGS}/apdrawing_prepare.log",
     conda:
         "../envs/data.yaml"
     params:
         spec=q({k: CFG["apdrawing"][k] for k in ("size", "expected")}),
+        raw=lambda w, input: target_of(input[0]),
         out=lambda w, output: parent(output.manifest),
         code=code_fingerprint("facesketch.data.apdrawing"),
     shell:
-        "facesketch apdrawing-prepare --raw {input} --out {params.out} --spec {params.spec} 2> {log}"
+        "facesketch apdrawing-prepare --raw {params.raw} --out {params.out} --spec {params.spec} 2> {log};"
+        " facesketch checksums {output.aligned} --out {output.aligned_sums} 2>> {log}"
 
 
 rule apdrawing_maps:
     input:
         manifest=f"{APD}/manifest.parquet",
-        aligned=f"{APD}/aligned",
+        aligned=sums(f"{APD}/aligned"),
     output:
-        directory(f"{APD_MAPS}/{{kind}}"),
+        maps=directory(f"{APD_MAPS}/{{kind}}"),
+        sums=sums(f"{APD_MAPS}/{{kind}}"),
     log:
         f"{LOGS}/apdrawing_maps_{{kind}}.log",
     conda:
@@ -72,15 +78,17 @@ rule apdrawing_maps:
         device=DEVICE,
         code=code_fingerprint("facesketch.maps.run"),
     shell:
-        "facesketch maps {wildcards.kind} --manifest {input.manifest} --out {output} --weights {params.weights}"
-        " --spec {params.spec} --device {params.device} 2> {log}"
+        "facesketch maps {wildcards.kind} --manifest {input.manifest} --out {output.maps} --weights {params.weights}"
+        " --spec {params.spec} --device {params.device} 2> {log};"
+        " facesketch checksums {output.maps} --out {output.sums} 2>> {log}"
 
 
 rule apdrawing_train:
     input:
         unpack(lambda w: apdrawing_inputs(spec(w.apvariant), APD)),
     output:
-        f"{APD_RES}/checkpoints/{{apvariant}}/{{seed}}/model.pt",
+        model=f"{APD_RES}/checkpoints/{{apvariant}}/{{seed}}/model.pt",
+        sums=sums(f"{APD_RES}/checkpoints/{{apvariant}}/{{seed}}/model.pt"),
     log:
         f"{LOGS}/apdrawing_train_{{apvariant}}_{{seed}}.log",
     benchmark:
@@ -93,22 +101,24 @@ rule apdrawing_train:
         gpu=1,
     params:
         spec=lambda w: q(spec(w.apvariant)),
-        out=lambda w, output: parent(output[0]),
+        out=lambda w, output: parent(output.model),
         weights=WEIGHTS,
         maps=APD_MAPS,
         device=DEVICE,
         code=code_fingerprint("facesketch.train.run"),
     shell:
         "facesketch train --spec {params.spec} --manifest {input.manifest} --maps {params.maps} --weights {params.weights}"
-        " --out {params.out} --done {output} --seed {wildcards.seed} --device {params.device} 2> {log}"
+        " --out {params.out} --done {output.model} --seed {wildcards.seed} --device {params.device} 2> {log};"
+        " facesketch checksums {output.model} --out {output.sums} 2>> {log}"
 
 
 rule apdrawing_infer:
     input:
         unpack(lambda w: apdrawing_inputs(spec(w.apvariant), APD)),
-        model=f"{APD_RES}/checkpoints/{{apvariant}}/{{seed}}/model.pt",
+        model=sums(f"{APD_RES}/checkpoints/{{apvariant}}/{{seed}}/model.pt"),
     output:
-        directory(f"{APD_RES}/samples/{{apvariant}}/{{seed}}/Style1"),
+        samples=directory(f"{APD_RES}/samples/{{apvariant}}/{{seed}}/Style1"),
+        sums=sums(f"{APD_RES}/samples/{{apvariant}}/{{seed}}/Style1"),
     log:
         f"{LOGS}/apdrawing_infer_{{apvariant}}_{{seed}}.log",
     wildcard_constraints:
@@ -119,20 +129,21 @@ rule apdrawing_infer:
         gpu=1,
     params:
         spec=lambda w: q(spec(w.apvariant)),
+        model=lambda w, input: target_of(input.model),
         batch=CFG["infer"]["batch_size"],
         maps=APD_MAPS,
         device=DEVICE,
         code=code_fingerprint("facesketch.train.infer"),
     shell:
-        "facesketch infer --spec {params.spec} --checkpoint {input.model} --manifest {input.manifest}"
-        " --maps {params.maps} --out {output} --style Style1 --batch-size {params.batch}"
-        " --device {params.device} 2> {log}"
+        "facesketch infer --spec {params.spec} --checkpoint {params.model} --manifest {input.manifest}"
+        " --maps {params.maps} --out {output.samples} --style Style1 --batch-size {params.batch}"
+        " --device {params.device} 2> {log}; facesketch checksums {output.samples} --out {output.sums} 2>> {log}"
 
 
 rule apdrawing_score:
     input:
         manifest=f"{APD}/manifest.parquet",
-        samples=lambda w: [f"{APD_RES}/samples/{w.apvariant}/{s}/Style1" for s in seeds(w.apvariant)],
+        samples=lambda w: [sums(f"{APD_RES}/samples/{w.apvariant}/{s}/Style1") for s in seeds(w.apvariant)],
     output:
         f"{RES}/metrics/apdrawing/{{apvariant}}.parquet",
     log:
@@ -146,11 +157,12 @@ rule apdrawing_score:
         gpu=1,
     params:
         spec=lambda w: q({"variant": w.apvariant, "metrics": APD_METRICS_SPEC}),
+        samples=lambda w, input: [target_of(f) for f in input.samples],
         weights=WEIGHTS,
         device=DEVICE,
         code=code_fingerprint("facesketch.metrics.evaluate"),
     shell:
-        "facesketch score --spec {params.spec} --manifest {input.manifest} --samples {input.samples}"
+        "facesketch score --spec {params.spec} --manifest {input.manifest} --samples {params.samples}"
         " --weights {params.weights} --out {output} --device {params.device} 2> {log}"
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 from snakemake.settings.types import DeploymentMethod
 
 from facesketch import STYLES
+from facesketch.checksums import checksums_path as sums
+from facesketch.checksums import target_of
 from facesketch.config import archive_source, finalize, run_released, run_variants, spec_json, style_aware, weights_dir
 from facesketch.errors import ConfigError
 from facesketch.models.registry import needs_depth
@@ -90,11 +92,18 @@ def run_dir(w):
     return f"{RES}/checkpoints/{w.variant}/{w.seed}"
 
 
+# Folders and checkpoints are read through their checksum lists (sums(path) = path.sha256, written
+# by the job that makes them; facesketch.checksums): Snakemake compares the checksum a list had when
+# a job ran, so new modification times (a DVC restore, a git checkout) rerun nothing and new content
+# reruns the readers. Snakemake records no checksum of a folder, nor of a file over
+# --max-checksum-file-size.
+
+
 def model_inputs(w):
     """What training and inference read: aligned data, and depth maps where the variant uses them."""
-    inputs = {"manifest": f"{FS2K}/manifest.parquet", "aligned": f"{FS2K}/aligned"}
+    inputs = {"manifest": f"{FS2K}/manifest.parquet", "aligned": sums(f"{FS2K}/aligned")}
     if needs_depth(spec(w.variant)):
-        inputs["depth"] = f"{MAPS}/depth"
+        inputs["depth"] = sums(f"{MAPS}/depth")
     return inputs
 
 
@@ -110,16 +119,16 @@ def metric_files():
 
 
 def metrics_inputs(w):
-    inputs = {"manifest": f"{FS2K}/manifest.parquet", "samples": samples(w.variant)}
+    inputs = {"manifest": f"{FS2K}/manifest.parquet", "samples": [sums(d) for d in samples(w.variant)]}
     if CFG["metrics"]["framing"] == "native":
-        inputs["raw"] = f"{FS2K}/raw"  # the ground truth at the archive's resolution
+        inputs["raw"] = sums(f"{FS2K}/raw")  # the ground truth at the archive's resolution
     return inputs
 
 
 def cross_samples():
     if CFG["infer"]["cross_style"] == 0:
         return []
-    return [f"{RES}/samples/{v}/{s}/cross" for v in VARIANTS if style_aware(spec(v)) for s in seeds(v)]
+    return [sums(f"{RES}/samples/{v}/{s}/cross") for v in VARIANTS if style_aware(spec(v)) for s in seeds(v)]
 
 
 def caption(figure):

@@ -29,21 +29,23 @@ rule extract_fs2k:
     input:
         ancient(f"{FS2K}/FS2K.zip"),  # verified by checksum: a fresh copy of the same archive reruns nothing
     output:
-        directory(f"{FS2K}/raw"),
+        raw=directory(f"{FS2K}/raw"),
+        sums=sums(f"{FS2K}/raw"),
     log:
         f"{LOGS}/extract_fs2k.log",
     conda:
         "../envs/data.yaml"
     shell:
-        "facesketch extract {input} --out {output} 2> {log}"
+        "facesketch extract {input} --out {output.raw} 2> {log}; facesketch checksums {output.raw} --out {output.sums} 2>> {log}"
 
 
 rule align_fs2k:
     input:
-        f"{FS2K}/raw",
+        sums(f"{FS2K}/raw"),
     output:
         manifest=f"{FS2K}/manifest.parquet",
         aligned=directory(f"{FS2K}/aligned"),
+        aligned_sums=sums(f"{FS2K}/aligned"),
         skipped=f"{FS2K}/skipped.csv",
     log:
         f"{LOGS}/align_fs2k.log",
@@ -54,10 +56,12 @@ rule align_fs2k:
     threads: workflow.cores
     params:
         spec=q({**CFG["fs2k"], "archive": None}),  # the original's path is not part of the data
+        raw=lambda w, input: target_of(input[0]),
         out=lambda w, output: parent(output.manifest),
         code=code_fingerprint("facesketch.data.fs2k"),
     shell:
-        "facesketch align --raw {input} --out {params.out} --spec {params.spec} 2> {log}"
+        "facesketch align --raw {params.raw} --out {params.out} --spec {params.spec} 2> {log};"
+        " facesketch checksums {output.aligned} --out {output.aligned_sums} 2>> {log}"
 
 
 rule data_all:

@@ -9,9 +9,10 @@ include: "draw_common.smk"
 
 rule draw_photos:
     input:
-        model=lambda w: f"{RES}/checkpoints/{w.variant}/{seeds(w.variant)[0]}/model.pt",
+        model=lambda w: sums(f"{RES}/checkpoints/{w.variant}/{seeds(w.variant)[0]}/model.pt"),
     output:
-        directory(f"{RES}/draw/{{kind}}/{{variant}}"),
+        drawn=directory(f"{RES}/draw/{{kind}}/{{variant}}"),
+        sums=sums(f"{RES}/draw/{{kind}}/{{variant}}"),
     log:
         f"{LOGS}/draw_{{kind}}_{{variant}}.log",
     benchmark:
@@ -24,12 +25,13 @@ rule draw_photos:
         gpu=1,
     params:
         options=draw_options,
+        model=lambda w, input: target_of(input.model),
         weights=WEIGHTS,
         device=CFG["device"],
         code=code_fingerprint("facesketch.draw.run"),
     shell:
-        "facesketch draw {params.options} --checkpoint {input.model} --out {output} --weights {params.weights}"
-        " --device {params.device} --exit-zero 2> {log}"
+        "facesketch draw {params.options} --checkpoint {params.model} --out {output.drawn} --weights {params.weights}"
+        " --device {params.device} --exit-zero 2> {log}; facesketch checksums {output.drawn} --out {output.sums} 2>> {log}"
 
 
 rule draw_figure:

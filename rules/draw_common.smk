@@ -35,7 +35,7 @@ def figure_kind(w):
 
 
 def draw_figure_inputs(w):
-    return [draw_dir(figure_kind(w), v) for v in draw_variants()]
+    return [sums(draw_dir(figure_kind(w), v)) for v in draw_variants()]
 
 
 def draw_methods(w):

@@ -5,9 +5,10 @@
 rule infer:
     input:
         unpack(model_inputs),
-        model=f"{RES}/checkpoints/{{variant}}/{{seed}}/model.pt",
+        model=sums(f"{RES}/checkpoints/{{variant}}/{{seed}}/model.pt"),
     output:
-        directory(f"{RES}/samples/{{variant}}/{{seed}}/{{style}}"),
+        samples=directory(f"{RES}/samples/{{variant}}/{{seed}}/{{style}}"),
+        sums=sums(f"{RES}/samples/{{variant}}/{{seed}}/{{style}}"),
     log:
         f"{LOGS}/infer_{{variant}}_{{seed}}_{{style}}.log",
     benchmark:
@@ -18,22 +19,24 @@ rule infer:
         gpu=1,
     params:
         spec=lambda w: q(spec(w.variant)),
+        model=lambda w, input: target_of(input.model),
         batch=CFG["infer"]["batch_size"],
         maps=MAPS,
         device=DEVICE,
         code=code_fingerprint("facesketch.train.infer"),
     shell:
-        "facesketch infer --spec {params.spec} --checkpoint {input.model} --manifest {input.manifest}"
-        " --maps {params.maps} --out {output} --style {wildcards.style} --batch-size {params.batch}"
-        " --device {params.device} 2> {log}"
+        "facesketch infer --spec {params.spec} --checkpoint {params.model} --manifest {input.manifest}"
+        " --maps {params.maps} --out {output.samples} --style {wildcards.style} --batch-size {params.batch}"
+        " --device {params.device} 2> {log}; facesketch checksums {output.samples} --out {output.sums} 2>> {log}"
 
 
 rule infer_cross:
     input:
         unpack(model_inputs),
-        model=f"{RES}/checkpoints/{{variant}}/{{seed}}/model.pt",
+        model=sums(f"{RES}/checkpoints/{{variant}}/{{seed}}/model.pt"),
     output:
-        directory(f"{RES}/samples/{{variant}}/{{seed}}/cross"),
+        samples=directory(f"{RES}/samples/{{variant}}/{{seed}}/cross"),
+        sums=sums(f"{RES}/samples/{{variant}}/{{seed}}/cross"),
     log:
         f"{LOGS}/infer_{{variant}}_{{seed}}_cross.log",
     conda:
@@ -42,10 +45,12 @@ rule infer_cross:
         gpu=1,
     params:
         spec=lambda w: q(spec(w.variant)),
+        model=lambda w, input: target_of(input.model),
         n=CFG["infer"]["cross_style"],
         maps=MAPS,
         device=DEVICE,
         code=code_fingerprint("facesketch.train.infer"),
     shell:
-        "facesketch infer --spec {params.spec} --checkpoint {input.model} --manifest {input.manifest}"
-        " --maps {params.maps} --out {output} --style cross --cross-style {params.n} --device {params.device} 2> {log}"
+        "facesketch infer --spec {params.spec} --checkpoint {params.model} --manifest {input.manifest}"
+        " --maps {params.maps} --out {output.samples} --style cross --cross-style {params.n} --device {params.device}"
+        " 2> {log}; facesketch checksums {output.samples} --out {output.sums} 2>> {log}"

@@ -5,9 +5,10 @@
 rule maps:
     input:
         manifest=f"{FS2K}/manifest.parquet",
-        aligned=f"{FS2K}/aligned",
+        aligned=sums(f"{FS2K}/aligned"),
     output:
-        directory(f"{MAPS}/{{kind}}"),
+        maps=directory(f"{MAPS}/{{kind}}"),
+        sums=sums(f"{MAPS}/{{kind}}"),
     log:
         f"{LOGS}/maps_{{kind}}.log",
     benchmark:
@@ -22,14 +23,15 @@ rule maps:
         device=DEVICE,
         code=code_fingerprint("facesketch.maps.run"),
     shell:
-        "facesketch maps {wildcards.kind} --manifest {input.manifest} --out {output} --weights {params.weights}"
-        " --spec {params.spec} --device {params.device} 2> {log}"
+        "facesketch maps {wildcards.kind} --manifest {input.manifest} --out {output.maps} --weights {params.weights}"
+        " --spec {params.spec} --device {params.device} 2> {log};"
+        " facesketch checksums {output.maps} --out {output.sums} 2>> {log}"
 
 
 rule contact_sheet:
     input:
         manifest=f"{FS2K}/manifest.parquet",
-        maps=f"{MAPS}/{{kind}}",
+        maps=sums(f"{MAPS}/{{kind}}"),
     output:
         report(
             f"{RES}/maps/{{kind}}_contact_sheet.png",

@@ -18,18 +18,19 @@ rule score:
         gpu=1,
     params:
         spec=lambda w: q({"variant": w.variant, "metrics": CFG["metrics"]}),
+        samples=lambda w, input: [target_of(f) for f in input.samples],
         weights=WEIGHTS,
         device=DEVICE,
         code=code_fingerprint("facesketch.metrics.evaluate"),
     shell:
-        "facesketch score --spec {params.spec} --manifest {input.manifest} --samples {input.samples}"
+        "facesketch score --spec {params.spec} --manifest {input.manifest} --samples {params.samples}"
         " --weights {params.weights} --out {output} --device {params.device} 2> {log}"
 
 
 rule score_released:
     input:
         manifest=f"{FS2K}/manifest.parquet",
-        raw=f"{FS2K}/raw",
+        raw=sums(f"{FS2K}/raw"),
     output:
         f"{RES}/metrics/released_{{released}}.parquet",
     log:

@@ -40,8 +40,8 @@ rule tables:
 rule plots:
     input:
         tables=rules.tables.output.parquet,
-        models=rules.train_all.input,
-        samples=[d for v in VARIANTS for d in samples(v)],
+        models=[sums(m) for m in rules.train_all.input],
+        samples=[sums(d) for v in VARIANTS for d in samples(v)],
         cross=cross_samples(),
         manifest=f"{FS2K}/manifest.parquet",
     output:

@@ -6,7 +6,8 @@ rule train:
     input:
         unpack(model_inputs),
     output:
-        f"{RES}/checkpoints/{{variant}}/{{seed}}/model.pt",
+        model=f"{RES}/checkpoints/{{variant}}/{{seed}}/model.pt",
+        sums=sums(f"{RES}/checkpoints/{{variant}}/{{seed}}/model.pt"),
     log:
         f"{LOGS}/train_{{variant}}_{{seed}}.log",
     benchmark:
@@ -24,7 +25,8 @@ rule train:
         code=code_fingerprint("facesketch.train.run"),
     shell:
         "facesketch train --spec {params.spec} --manifest {input.manifest} --maps {params.maps} --weights {params.weights}"
-        " --out {params.out} --done {output} --seed {wildcards.seed} --device {params.device} 2> {log}"
+        " --out {params.out} --done {output.model} --seed {wildcards.seed} --device {params.device} 2> {log};"
+        " facesketch checksums {output.model} --out {output.sums} 2>> {log}"
 
 
 rule train_all:

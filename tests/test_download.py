@@ -65,6 +65,15 @@ def server():
     httpd.server_close()
 
 
+def _drive_at(monkeypatch, base: str) -> None:
+    """Google Drive file ids served by the local server (gdown takes any URL)."""
+    from facesketch import download
+
+    real = download.fetch_gdrive
+    monkeypatch.setattr(download, "fetch_gdrive",
+                        lambda file_id, dest, **kw: real(file_id, dest, url=f"{base}/uc?id={file_id}", **kw))
+
+
 def _register(monkeypatch, url: str, **fingerprint) -> None:
     entry = weights.REGISTRY["vgg19"]
     fields = {**entry.__dict__, "urls": (url,), "sha256": None, "sha256_prefix": None, **fingerprint}
@@ -118,22 +127,104 @@ def test_connection_that_always_drops_is_a_clear_error(server, tmp_path, monkeyp
 
 def test_fs2k_google_drive_download_goes_through_gdown(server, tmp_path, monkeypatch):
     """The Drive fetch with its address pointed at the local server (gdown takes any URL)."""
-    from facesketch import download
-
     base, handler = server
     zpath = tmp_path / "FS2K.zip"
     with zipfile.ZipFile(zpath, "w") as zf:
-        zf.writestr("FS2K/README.txt", "x" * 10000)
+        zf.writestr("FS2K/README.txt", GOOD)  # 1 MiB: gdown keeps what it received in whole chunks
     handler.files["/uc?id=FILEID"] = zpath.read_bytes()
     handler.drops["/uc?id=FILEID"] = 1
-    real = download.fetch_gdrive
-    monkeypatch.setattr(download, "fetch_gdrive",
-                        lambda file_id, dest: real(file_id, dest, url=f"{base}/uc?id={file_id}"))
+    _drive_at(monkeypatch, base)
     out = archive.fetch(tmp_path / "out" / "FS2K.zip", None, "FILEID", hashlib.sha256(zpath.read_bytes()).hexdigest())
     assert out.read_bytes() == zpath.read_bytes()
+    ranges = [r for p, r in handler.log if p == "/uc?id=FILEID"]
+    # continued from the bytes received (gdown keeps whole 512 KiB chunks of the half sent), not restarted
+    assert len(ranges) == 2 and ranges[0] is None and ranges[1].startswith("bytes="), ranges
+    assert 0 < int(ranges[1][6:-1]) <= len(zpath.read_bytes()) // 2, ranges
     handler.files["/uc?id=HTML"] = b"<html>quota exceeded</html>"
     with pytest.raises(DataError, match="not a zip archive.*Download FS2K.zip by hand"):
         archive.fetch(tmp_path / "out2" / "FS2K.zip", None, "HTML", None)
     assert not (tmp_path / "out2" / "FS2K.zip").exists()
 
 
+
+
+def _partials(folder) -> list:
+    return sorted(p for p in folder.glob("*.download*.part"))
+
+
+def test_interrupted_url_download_continues_at_the_next_fetch(server, tmp_path, monkeypatch):
+    """Every try of the first fetch drops: it fails, keeping the bytes it got; the next fetch asks
+    for exactly the remaining bytes (HTTP Range) and the file matches its SHA-256."""
+    base, handler = server
+    handler.files["/vgg19.pth"] = GOOD
+    handler.drops["/vgg19.pth"] = 1000
+    _register(monkeypatch, f"{base}/vgg19.pth", sha256=hashlib.sha256(GOOD).hexdigest())
+    with pytest.raises(WeightsError, match="run the same command to continue"):
+        weights.fetch("vgg19", tmp_path)
+    (partial,) = _partials(tmp_path / "vgg")
+    kept = partial.stat().st_size
+    assert 0 < kept < len(GOOD) and partial.read_bytes() == GOOD[:kept]
+    handler.drops["/vgg19.pth"], handler.log[:] = 0, []
+    path = weights.fetch("vgg19", tmp_path)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == hashlib.sha256(GOOD).hexdigest()
+    ranges = [r for p, r in handler.log if p == "/vgg19.pth" and r]
+    assert ranges == [f"bytes={kept}-"], handler.log  # the remaining bytes only, once
+    assert not _partials(tmp_path / "vgg")
+
+
+def test_interrupted_google_drive_download_continues_at_the_next_fetch(server, tmp_path, monkeypatch):
+    """The released HIDA checkpoint comes from the authors' Drive file through gdown, resumably."""
+    base, handler = server
+    drive_id = weights.REGISTRY["hida_released"].gdrive_id
+    handler.files[f"/uc?id={drive_id}"] = GOOD
+    handler.drops[f"/uc?id={drive_id}"] = 1000
+    _drive_at(monkeypatch, base)
+    with pytest.raises(WeightsError, match=f"(?s)Google Drive file {drive_id}.*run the same command to continue"):
+        weights.fetch("hida_released", tmp_path)
+    (partial,) = _partials(tmp_path / "hida")
+    kept = partial.stat().st_size
+    handler.drops[f"/uc?id={drive_id}"], handler.log[:] = 0, []
+    path = weights.fetch("hida_released", tmp_path)
+    assert path == tmp_path / "hida" / "_ckpt_epoch_749.ckpt"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == hashlib.sha256(GOOD).hexdigest()
+    assert [r for _, r in handler.log if r] == [f"bytes={kept}-"], handler.log
+
+
+def test_dsine_falls_back_to_the_authors_drive_folder(server, tmp_path, monkeypatch):
+    """DSINE's README links a Drive folder: the file id of checkpoints/exp001_cvpr2024/dsine.pt is
+    read from gdown's listing of that folder (stubbed here: it parses Drive's pages) and the file
+    fetched by id when the URL fails."""
+    import collections
+
+    import gdown
+
+    base, handler = server
+    folder_id, inside = weights.REGISTRY["dsine"].gdrive_folder
+    item = collections.namedtuple("Item", "id path local_path")
+    listed = []
+
+    def listing(id, skip_download, **kw):  # noqa: A002 (gdown's name)
+        listed.append((id, skip_download))
+        return [item("EVALZIP", "dsine_eval.zip", ""), item("KAPPA", "checkpoints/exp002_kappa/dsine.pt", ""),
+                item("BEST", inside, "")]
+
+    monkeypatch.setattr(gdown, "download_folder", listing)
+    entry = weights.REGISTRY["dsine"]
+    monkeypatch.setitem(weights.REGISTRY, "dsine", weights.WeightFile(**{**entry.__dict__,
+                                                                          "urls": (f"{base}/missing.pt",)}))
+    handler.files["/uc?id=BEST"] = GOOD
+    _drive_at(monkeypatch, base)
+    path = weights.fetch("dsine", tmp_path)
+    assert path.read_bytes() == GOOD and listed == [(folder_id, True)]
+    assert [p for p, _ in handler.log][0] == "/missing.pt" and "/uc?id=BEST" in [p for p, _ in handler.log]
+
+
+def test_file_without_a_published_hash_is_downloaded_not_taken_from_the_empty_temporary(server, tmp_path,
+                                                                                      monkeypatch):
+    """pooch takes an existing file with no known hash for a finished download (a regression: the
+    empty temporary file landed as the weights)."""
+    base, handler = server
+    handler.files["/vgg19.pth"] = GOOD
+    _register(monkeypatch, f"{base}/vgg19.pth")  # no fingerprint at all
+    path = weights.fetch("vgg19", tmp_path)
+    assert path.read_bytes() == GOOD and [p for p, _ in handler.log] == ["/vgg19.pth"]

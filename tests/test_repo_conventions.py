@@ -26,6 +26,10 @@ def test_licence_citation_changelog_and_ci():
     assert cff["cff-version"] == "1.2.0" and cff["license"] == licence
     titles = " ".join(r["title"] for r in cff["references"])
     assert "Human-Inspired Facial Sketch Synthesis" in titles and "Facial-Sketch Synthesis" in titles
+    # both papers and the data set: HIDA, the edge/normal CycleGAN (by its authors) and FS2K
+    authors = [[a.get("family-names") for a in r["authors"]] for r in cff["references"]]
+    assert ["Gao", "Zhu", "Jiang", "Wang"] in authors and ["Yang", "Parque", "Nakano", "Ito"] in authors
+    assert any(r.get("doi") == "10.1007/s11633-022-1349-9" for r in cff["references"])  # FS2K's article
     assert "## [Unreleased]" in (REPO / "CHANGELOG.md").read_text()
     ci = yaml.safe_load((REPO / ".github" / "workflows" / "ci.yml").read_text())
     steps = [s.get("run", "") for job in ci["jobs"].values() for s in job["steps"]]

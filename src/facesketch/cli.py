@@ -87,6 +87,13 @@ def cmd_extract(args) -> int:
     return 0
 
 
+def cmd_checksums(args) -> int:
+    from facesketch.checksums import write_checksums
+
+    write_checksums(Path(args.target), Path(args.out) if args.out else None)
+    return 0
+
+
 def cmd_align(args) -> int:
     from facesketch.data.fs2k import prepare
 
@@ -284,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("archive")
         p.add_argument("--out", required=True)
         p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("checksums", help="SHA-256 of every file of a folder (or of a file), in sha256sum format")
+    p.add_argument("target", help="a folder or a file")
+    p.add_argument("--out", help="where the list goes (default: TARGET.sha256)")
+    p.set_defaults(func=cmd_checksums)
 
     p = sub.add_parser("align", help="align FS2K pairs and write the manifest")
     p.add_argument("--raw", required=True, help="folder holding FS2K/")

@@ -187,10 +187,12 @@ def index_by_stem(folder: Path) -> dict[str, Path]:
 
 def model_inputs(spec: dict, data: str) -> dict[str, str]:
     """What an APDrawing variant's training and inference read: the manifest (and the aligned pairs
-    beside it), and depth maps where the variant uses them (as FS2K's rules/common.smk model_inputs)."""
+    beside it), and depth maps where the variant uses them (as FS2K's rules/common.smk model_inputs).
+    Folders through their checksum lists (facesketch.checksums: new modification times rerun nothing)."""
+    from facesketch.checksums import checksums_path
     from facesketch.models.registry import needs_depth
 
-    inputs = {"manifest": f"{data}/manifest.parquet", "aligned": f"{data}/aligned"}
+    inputs = {"manifest": f"{data}/manifest.parquet", "aligned": checksums_path(f"{data}/aligned")}
     if needs_depth(spec):
-        inputs["depth"] = f"{data}/maps/depth"
+        inputs["depth"] = checksums_path(f"{data}/maps/depth")
     return inputs

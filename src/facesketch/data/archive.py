@@ -55,7 +55,7 @@ def fetch(out: Path, source: str | None, gdrive_id: str, sha256: str | None) -> 
         log.info("copied %s -> %s", src, out)
         return out
     with atomic_path(out) as tmp:
-        _download_gdrive(gdrive_id, tmp)
+        _download_gdrive(gdrive_id, tmp, resume_as=out)
         _check_sha(tmp, sha256, shown=f"download of Google Drive file {gdrive_id}")
     return out
 
@@ -71,13 +71,14 @@ def _check_sha(path: Path, expected: str | None, shown) -> None:
         )
 
 
-def _download_gdrive(file_id: str, dest: Path) -> None:
-    # gdown: Drive's confirmation pages, retries that resume the transfer, a progress bar
+def _download_gdrive(file_id: str, dest: Path, resume_as: Path) -> None:
+    # gdown: Drive's confirmation pages, retries that resume the transfer (the next run continues
+    # an interrupted one: its bytes are kept beside `resume_as`), a progress bar
     from facesketch.download import fetch_gdrive
 
     hint = MANUAL_HINT.format(id=file_id)
     try:
-        fetch_gdrive(file_id, dest)
+        fetch_gdrive(file_id, dest, resume_as=resume_as)
     except Exception as e:  # gdown raises its own errors and requests' on the network
         raise DataError(f"could not download FS2K from Google Drive ({type(e).__name__}: {e}). {hint}") from e
     if not zipfile.is_zipfile(dest):

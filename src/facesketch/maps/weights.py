@@ -7,7 +7,9 @@ SHA-256, else the git blob id (the 3DDFA_V2 files are committed in their reposit
 8-hex-digit SHA-256 prefix that torchvision-style file names carry. A file with no published
 fingerprint (DSINE, the converted official HED) is checked by its keys and shapes when loaded.
 Downloads (facesketch.download: pooch checks known hashes and retries, gdown resumes a dropped
-transfer) go to a temporary name and are renamed only after the check passes.
+or interrupted transfer) go to a temporary name and are renamed only after the check passes.
+Files the authors publish on Google Drive only are fetched through gdown by their file id (or,
+where a Drive folder is linked instead of the file, by their path in that folder).
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ class WeightFile:
     size: int | None = None
     package: str | None = None  # shipped inside this pip package instead of downloaded
     package_path: str | None = None
+    # Google Drive: a file id, or (folder id, path inside it) where the authors link a folder
+    gdrive_id: str | None = None
+    gdrive_folder: tuple[str, str] | None = None
     manual: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -94,10 +99,14 @@ REGISTRY: dict[str, WeightFile] = {
         ),
         WeightFile(
             "dsine", "dsine.pt", "dsine",
+            # the URL DSINE's own hubconf.py loads; the authors' README links a Drive folder (not
+            # the file) and names checkpoints/exp001_cvpr2024/dsine.pt in it as the best model
             ("https://huggingface.co/camenduru/DSINE/resolve/main/dsine.pt",),
             "normals (DSINE, CVPR 2024) and the CycleGAN normal loss", "MIT (baegwangbin/DSINE)",
-            manual="or from the authors' Google Drive folder (checkpoints/exp001_cvpr2024/dsine.pt) "
-                   "linked in the DSINE README",
+            gdrive_folder=("1t3LMJIIrSnCGwOEf53Cyg0lkSXd3M4Hm", "checkpoints/exp001_cvpr2024/dsine.pt"),
+            manual="or from the authors' Google Drive folder "
+                   "https://drive.google.com/drive/folders/1t3LMJIIrSnCGwOEf53Cyg0lkSXd3M4Hm "
+                   "(checkpoints/exp001_cvpr2024/dsine.pt, linked in the DSINE README)",
         ),
         WeightFile(
             "hed_official", "network-bsds500.pytorch", "hed",
@@ -147,9 +156,10 @@ REGISTRY: dict[str, WeightFile] = {
             (),
             "the authors' trained HIDA (Table 1 row 'HIDA (released weights)'; facesketch import-hida)",
             "research code release (AiArt-HDU/HIDA, no licence stated)",
-            manual="download the 'pre-trained model' linked in the AiArt-HDU/HIDA README: "
-                   "https://drive.google.com/file/d/1q9S7nHaweH8OMmfVZ9Zv4FcHNHjfBsDy/view (Google Drive "
-                   "serves a confirmation page, not the file, to scripts)",
+            # the 'pre-trained model' link of the HIDA README (saved under ./checkpoint there)
+            gdrive_id="1q9S7nHaweH8OMmfVZ9Zv4FcHNHjfBsDy",
+            manual="or download the 'pre-trained model' linked in the AiArt-HDU/HIDA README by hand: "
+                   "https://drive.google.com/file/d/1q9S7nHaweH8OMmfVZ9Zv4FcHNHjfBsDy/view",
         ),
     ]
 }
@@ -197,6 +207,8 @@ def instructions(name: str, weights_dir: Path) -> str:
     ways = []
     if w.urls:
         ways.append(f"run `facesketch weights fetch {name}` (needs internet) or download {w.urls[0]} by hand")
+    elif w.gdrive_id or w.gdrive_folder:
+        ways.append(f"run `facesketch weights fetch {name}` (needs internet; Google Drive through gdown)")
     if w.manual:
         ways.append(w.manual)
     return (f"pretrained weights '{name}' ({w.used_for}) not found: put {w.filename} at {target} "
@@ -271,9 +283,9 @@ def fetch(name: str, weights_dir: Path) -> Path:
     target = Path(weights_dir) / w.folder / w.filename
     if location(name, weights_dir).is_file():
         return require(name, weights_dir)
-    if not w.urls:
+    if not (w.urls or w.gdrive_id or w.gdrive_folder):
         raise WeightsError(instructions(name, weights_dir))
-    from facesketch.download import fetch_url
+    from facesketch.download import fetch_gdrive, fetch_url, gdrive_folder_file
 
     errors = []
     for url in w.urls:
@@ -284,18 +296,42 @@ def fetch(name: str, weights_dir: Path) -> Path:
                 fetch_url(url, target, sha256=w.sha256)
                 verify(name, target)
                 return target
-            with atomic_path(target) as tmp:
-                fetch_url(url, tmp)
-                verified = verify(name, tmp)  # checked before the rename
-            # the rename keeps size and mtime, so the stamp of the check applies to the target
-            if verified:
-                os.replace(_stamp(tmp), _stamp(target))
-            else:
-                log.warning("%s: %s: %s", name, UNVERIFIED, unverified_reason(name))
-            return target
+            return _checked_into(name, target, lambda tmp, url=url: fetch_url(url, tmp, resume_as=target))
         except (OSError, ValueError, WeightsError) as e:  # pooch: ValueError = wrong hash
             errors.append(f"{url}: {e}")
+    if w.gdrive_id or w.gdrive_folder:
+        where = f"Google Drive file {w.gdrive_id}" if w.gdrive_id else "Google Drive folder {} ({})".format(
+            *w.gdrive_folder)
+        try:
+            file_id = w.gdrive_id or gdrive_folder_file(*w.gdrive_folder)
+            return _checked_into(name, target, lambda tmp: fetch_gdrive(file_id, tmp, resume_as=target))
+        except (OSError, WeightsError) as e:
+            errors.append(f"{where}: {e}")
     raise WeightsError(f"could not fetch '{name}':\n  " + "\n  ".join(errors) + "\n" + instructions(name, weights_dir))
+
+
+def _checked_into(name: str, target: Path, download) -> Path:
+    """download(tmp) to a temporary name beside `target`, check it, then rename it into place."""
+    with atomic_path(target) as tmp:
+        # pooch takes an existing file with no known hash for a finished download: without this,
+        # the empty temporary file would land as the weights
+        tmp.unlink()
+        download(tmp)
+        verified = verify(name, tmp)  # checked before the rename
+    # the rename keeps size and mtime, so the stamp of the check applies to the target
+    if verified:
+        os.replace(_stamp(tmp), _stamp(target))
+    else:
+        log.warning("%s: %s: %s", name, UNVERIFIED, unverified_reason(name))
+    return target
+
+
+def _source(w: WeightFile) -> str:
+    if w.urls:
+        return w.urls[0]
+    if w.gdrive_id:
+        return f"https://drive.google.com/file/d/{w.gdrive_id}/view (gdown)"
+    return w.manual
 
 
 def status_rows(weights_dir: Path) -> list[dict]:
@@ -309,7 +345,7 @@ def status_rows(weights_dir: Path) -> list[dict]:
             except WeightsError as e:
                 state = f"BAD: {e}"
         rows.append({"name": name, "file": str(path), "state": state, "used for": w.used_for,
-                     "fingerprint": w.fingerprint(), "source": (w.urls[0] if w.urls else w.manual),
+                     "fingerprint": w.fingerprint(), "source": _source(w),
                      "licence": w.licence})
     return rows
 
