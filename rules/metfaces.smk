@@ -26,39 +26,45 @@ rule metfaces_extract:
     input:
         ancient(MET_SOURCE),  # planned only when metfaces.archive is a zip that exists
     output:
-        directory(f"{MET}/raw"),
+        raw=directory(f"{MET}/raw"),
+        sums=sums(f"{MET}/raw"),
     log:
         f"{LOGS}/metfaces_extract.log",
     conda:
         "../envs/data.yaml"
     shell:
-        "facesketch metfaces-extract {input} --out {output} 2> {log}"
+        "facesketch metfaces-extract {input} --out {output.raw} 2> {log};"
+        " facesketch checksums {output.raw} --out {output.sums} 2>> {log}"
 
 
 rule metfaces_prepare:
     input:
-        ancient(f"{MET}/raw" if MET_IS_ZIP else MET_SOURCE),
+        sums(f"{MET}/raw") if MET_IS_ZIP else ancient(MET_SOURCE),
     output:
         manifest=f"{MET}/manifest.parquet",
         aligned=directory(f"{MET}/aligned"),
+        aligned_sums=sums(f"{MET}/aligned"),
     log:
         f"{LOGS}/metfaces_prepare.log",
     conda:
         "../envs/data.yaml"
     params:
         spec=q({k: v for k, v in CFG["metfaces"].items() if k not in ("archive", "variants", "url")}),
+        raw=lambda w, input: target_of(input[0]) if MET_IS_ZIP else input[0],
         out=lambda w, output: parent(output.manifest),
         code=code_fingerprint("facesketch.data.metfaces"),
     shell:
-        "facesketch metfaces-prepare --raw {input} --out {params.out} --spec {params.spec} 2> {log}"
+        "facesketch metfaces-prepare --raw {params.raw} --out {params.out} --spec {params.spec} 2> {log};"
+        " facesketch checksums {output.aligned} --out {output.aligned_sums} 2>> {log}"
 
 
 rule metfaces_maps:
     input:
         manifest=f"{MET}/manifest.parquet",
-        aligned=f"{MET}/aligned",
+        aligned=sums(f"{MET}/aligned"),
     output:
-        directory(f"{MET_MAPS}/{{kind}}"),
+        maps=directory(f"{MET_MAPS}/{{kind}}"),
+        sums=sums(f"{MET_MAPS}/{{kind}}"),
     log:
         f"{LOGS}/metfaces_maps_{{kind}}.log",
     conda:
@@ -71,15 +77,17 @@ rule metfaces_maps:
         device=DEVICE,
         code=code_fingerprint("facesketch.maps.run"),
     shell:
-        "facesketch maps {wildcards.kind} --manifest {input.manifest} --out {output} --weights {params.weights}"
-        " --spec {params.spec} --device {params.device} 2> {log}"
+        "facesketch maps {wildcards.kind} --manifest {input.manifest} --out {output.maps} --weights {params.weights}"
+        " --spec {params.spec} --device {params.device} 2> {log};"
+        " facesketch checksums {output.maps} --out {output.sums} 2>> {log}"
 
 
 rule metfaces_train:
     input:
         unpack(lambda w: metfaces_inputs(metfaces_spec(CFG, w.mfvariant), MET)),
     output:
-        f"{MET_RES}/checkpoints/{{mfvariant}}/{{seed}}/model.pt",
+        model=f"{MET_RES}/checkpoints/{{mfvariant}}/{{seed}}/model.pt",
+        sums=sums(f"{MET_RES}/checkpoints/{{mfvariant}}/{{seed}}/model.pt"),
     log:
         f"{LOGS}/metfaces_train_{{mfvariant}}_{{seed}}.log",
     benchmark:
@@ -92,22 +100,24 @@ rule metfaces_train:
         gpu=1,
     params:
         spec=lambda w: q(metfaces_spec(CFG, w.mfvariant)),
-        out=lambda w, output: parent(output[0]),
+        out=lambda w, output: parent(output.model),
         weights=WEIGHTS,
         maps=MET_MAPS,
         device=DEVICE,
         code=code_fingerprint("facesketch.exemplar.train"),
     shell:
         "facesketch exemplar-train --spec {params.spec} --manifest {input.manifest} --maps {params.maps}"
-        " --weights {params.weights} --out {params.out} --seed {wildcards.seed} --device {params.device} 2> {log}"
+        " --weights {params.weights} --out {params.out} --seed {wildcards.seed} --device {params.device} 2> {log};"
+        " facesketch checksums {output.model} --out {output.sums} 2>> {log}"
 
 
 rule metfaces_infer:
     input:
         unpack(lambda w: metfaces_inputs(metfaces_spec(CFG, w.mfvariant), MET)),
-        model=f"{MET_RES}/checkpoints/{{mfvariant}}/{{seed}}/model.pt",
+        model=sums(f"{MET_RES}/checkpoints/{{mfvariant}}/{{seed}}/model.pt"),
     output:
-        directory(f"{MET_RES}/samples/{{mfvariant}}/{{seed}}"),
+        samples=directory(f"{MET_RES}/samples/{{mfvariant}}/{{seed}}"),
+        sums=sums(f"{MET_RES}/samples/{{mfvariant}}/{{seed}}"),
     log:
         f"{LOGS}/metfaces_infer_{{mfvariant}}_{{seed}}.log",
     wildcard_constraints:
@@ -117,19 +127,23 @@ rule metfaces_infer:
     resources:
         gpu=1,
     params:
+        model=lambda w, input: target_of(input.model),
         batch=CFG["infer"]["batch_size"],
         maps=MET_MAPS,
         device=DEVICE,
         code=code_fingerprint("facesketch.exemplar.train"),
     shell:
-        "facesketch exemplar-infer --checkpoint {input.model} --manifest {input.manifest} --maps {params.maps}"
-        " --out {output} --batch-size {params.batch} --device {params.device} 2> {log}"
+        "facesketch exemplar-infer --checkpoint {params.model} --manifest {input.manifest} --maps {params.maps}"
+        " --out {output.samples} --batch-size {params.batch} --device {params.device} 2> {log};"
+        " facesketch checksums {output.samples} --out {output.sums} 2>> {log}"
 
 
 rule metfaces_score:
     input:
         manifest=f"{MET}/manifest.parquet",
-        samples=lambda w: [f"{MET_RES}/samples/{w.mfvariant}/{s}" for s in metfaces_spec(CFG, w.mfvariant)["seeds"]],
+        samples=lambda w: [
+            sums(f"{MET_RES}/samples/{w.mfvariant}/{s}") for s in metfaces_spec(CFG, w.mfvariant)["seeds"]
+        ],
     output:
         f"{RES}/metrics/metfaces/{{mfvariant}}.parquet",
     log:
@@ -142,19 +156,20 @@ rule metfaces_score:
         gpu=1,
     params:
         spec=q({"allow_missing": CFG["metrics"]["allow_missing"], "semantic": CFG["metfaces"]["semantic"]}),
+        samples=lambda w, input: [target_of(f) for f in input.samples],
         weights=WEIGHTS,
         device=DEVICE,
         code=code_fingerprint("facesketch.exemplar.score"),
     shell:
         "facesketch exemplar-score --variant {wildcards.mfvariant} --manifest {input.manifest}"
-        " --samples {input.samples} --weights {params.weights} --spec {params.spec} --out {output}"
+        " --samples {params.samples} --weights {params.weights} --spec {params.spec} --out {output}"
         " --device {params.device} 2> {log}"
 
 
 rule metfaces_grid:
     input:
         manifest=f"{MET}/manifest.parquet",
-        samples=[f"{MET_RES}/samples/{v}/{metfaces_spec(CFG, v)['seeds'][0]}" for v in MET_VARIANTS],
+        samples=[sums(f"{MET_RES}/samples/{v}/{metfaces_spec(CFG, v)['seeds'][0]}") for v in MET_VARIANTS],
     output:
         report(
             f"{RES}/plots/metfaces_grid.png",

@@ -280,14 +280,23 @@ with SnakemakeApi(OutputSettings()) as api:
 _SMALL_SUFFIXES = (".sha256", ".parquet", ".csv", ".json")
 
 
-@pytest.mark.parametrize("configs", [["config.yaml"], ["config.yaml", "src/facesketch/configs/demo.yaml"]],
-                         ids=["full", "demo"])
-def test_no_job_reads_a_folder_or_a_checkpoint_of_another_job_directly(configs, tmp_path):
+@pytest.mark.parametrize("configs,table4", [(["config.yaml"], True),
+                                            (["config.yaml", "src/facesketch/configs/demo.yaml"], False)],
+                         ids=["full-with-table4-data", "demo"])
+def test_no_job_reads_a_folder_or_a_checkpoint_of_another_job_directly(configs, table4, tmp_path):
     """Every input one job takes from another is a file whose checksum Snakemake records (so new
-    modification times rerun nothing): never a folder, never a checkpoint."""
+    modification times rerun nothing): never a folder, never a checkpoint. The full config with
+    stand-in APDrawing and MetFaces archives plans Table 4's rules too."""
     wild = tmp_path / "wild"
     wild.mkdir()
     env = dict(os.environ, FS2K_ARCHIVE="/nonexistent/FS2K.zip", FACESKETCH_WILD=str(wild))
+    if table4:
+        from .test_apdrawing import make_apdrawing_zip
+        from .test_metfaces import make_metfaces_zip
+
+        make_apdrawing_zip(tmp_path / "APDrawingDB.zip")
+        make_metfaces_zip(tmp_path / "metfaces.zip", n=3)
+        env.update(APDRAWING_ARCHIVE=str(tmp_path / "APDrawingDB.zip"), METFACES_ARCHIVE=str(tmp_path / "metfaces.zip"))
     r = subprocess.run([sys.executable, "-c", _DAG_INPUTS, *configs], cwd=REPO, env=env, capture_output=True,
                        text=True)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -300,7 +309,10 @@ def test_no_job_reads_a_folder_or_a_checkpoint_of_another_job_directly(configs, 
         read += 1
         assert not outputs[path], f"rule {rule} reads the folder {path}: read its checksum list instead"
         assert path.endswith(_SMALL_SUFFIXES) or ancient, f"rule {rule} reads {path}: a checksum list or a table"
-    assert read > 50 and "draw_figure" in {rule for rule, _, _ in dag["inputs"]}  # drawings planned too
+    rules = {rule for rule, _, _ in dag["inputs"]}
+    assert read > 50 and "draw_figure" in rules  # drawings planned too
+    if table4:
+        assert {"apdrawing_infer", "apdrawing_score", "metfaces_infer", "metfaces_score", "metfaces_grid"} <= rules
 
 
 @pytest.mark.slow

@@ -239,8 +239,12 @@ def table_spec(spec: dict, cfg: dict) -> dict:
 
 
 def model_inputs(spec: dict, data: str) -> dict[str, str]:
-    """What a MetFaces variant's training and inference read: the manifest, and depth maps when it takes them."""
-    inputs = {"manifest": f"{data}/manifest.parquet"}
+    """What a MetFaces variant's training and inference read: the manifest and the prepared paintings, and
+    depth maps when it takes them; folders through their checksum lists (facesketch.checksums: new
+    modification times rerun nothing)."""
+    from facesketch.checksums import checksums_path
+
+    inputs = {"manifest": f"{data}/manifest.parquet", "aligned": checksums_path(f"{data}/aligned")}
     if spec.get("depth_input"):
-        inputs["depth"] = f"{data}/maps/depth"
+        inputs["depth"] = checksums_path(f"{data}/maps/depth")
     return inputs
