@@ -184,6 +184,7 @@ rule metfaces_grid:
     params:
         samples=q({v: f"{MET_RES}/samples/{v}/{metfaces_spec(CFG, v)['seeds'][0]}" for v in MET_VARIANTS}),
         rows=CFG["report"]["grid_rows"],
+        code=code_fingerprint("facesketch.exemplar.grid"),
     shell:
         "facesketch metfaces-grid --manifest {input.manifest} --samples {params.samples} --rows {params.rows}"
         " --out {output} 2> {log}"
