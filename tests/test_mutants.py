@@ -1,0 +1,299 @@
+"""Fast tests written against mutmut's survivors (issue 11): each checks a behaviour of the modules
+whose numbers reach the tables, with its expectation derived here (by hand, from a definition or an
+independent implementation, or from an invariant), never copied from the code's own output.
+
+`make mutate` runs them with the rest of the fast selection ([tool.mutmut] in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from facesketch import fileio
+from facesketch.errors import DataError
+
+# --- fileio --------------------------------------------------------------------------------------
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_transparent_sketch_pixels_become_white_paper(tmp_path):
+    # RGBA ink on transparent paper (FS2K's photo2 sketches): alpha a over white is 255 - a*(255-c)/255
+    rgba = np.zeros((2, 3, 4), np.uint8)
+    rgba[0, 0] = (0, 0, 0, 0)          # fully transparent black -> white paper
+    rgba[0, 1] = (0, 0, 0, 255)        # opaque black ink
+    rgba[0, 2] = (0, 0, 0, 102)        # 40 % black over white: 255 - 102 = 153
+    rgba[1, 0] = (200, 100, 50, 0)     # transparent colour: still white
+    rgba[1, 1] = (10, 20, 30, 255)     # opaque colour kept
+    rgba[1, 2] = (255, 0, 0, 51)       # 20 % red over white: (255, 204, 204)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "s.png")
+    rgb = fileio.read_array(tmp_path / "s.png", "RGB")
+    assert rgb.dtype == np.uint8 and rgb.shape == (2, 3, 3)
+    want = np.array([[[255, 255, 255], [0, 0, 0], [153, 153, 153]],
+                     [[255, 255, 255], [10, 20, 30], [255, 204, 204]]])
+    assert np.abs(rgb.astype(int) - want).max() <= 1
+    flat = fileio.flatten_on_white(Image.fromarray(rgba, "RGBA"))
+    assert flat.mode == "RGB"
+    assert np.abs(np.asarray(flat).astype(int) - want).max() <= 1
+    grey = fileio.read_array(tmp_path / "s.png", "L")
+    assert grey.shape == (2, 3) and grey[0, 0] == 255 and grey[0, 1] == 0 and abs(int(grey[0, 2]) - 153) <= 1
+
+
+def test_palette_and_la_images_are_flattened_on_white(tmp_path):
+    la = np.zeros((1, 2, 2), np.uint8)
+    la[0, 1] = (0, 255)
+    Image.fromarray(la, "LA").save(tmp_path / "la.png")
+    assert fileio.read_array(tmp_path / "la.png", "L").tolist() == [[255, 0]]
+    p = Image.new("P", (2, 1))
+    p.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    p.putpixel((0, 0), 0)
+    p.putpixel((1, 0), 1)
+    p.info["transparency"] = 0  # index 0 transparent: paper
+    p.save(tmp_path / "p.png", transparency=0)
+    assert fileio.read_array(tmp_path / "p.png", "RGB").tolist() == [[[255, 255, 255], [255, 0, 0]]]
+
+
+def test_read_image_without_a_mode_keeps_the_file_mode_and_detaches_from_it(tmp_path):
+    Image.fromarray(np.full((3, 4), 7, np.uint8)).save(tmp_path / "g.png")
+    im = fileio.read_image(tmp_path / "g.png")
+    assert im.mode == "L" and im.size == (4, 3)
+    (tmp_path / "g.png").unlink()  # decoded fully: usable after the file is gone
+    assert np.asarray(im).tolist() == [[7] * 4] * 3
+    Image.fromarray(np.full((1, 1, 3), (1, 2, 3), np.uint8)).save(tmp_path / "c.png")
+    assert fileio.read_image(tmp_path / "c.png", "RGB").mode == "RGB"
+    assert int(fileio.read_array(tmp_path / "c.png", "L")[0, 0]) == round(0.299 * 1 + 0.587 * 2 + 0.114 * 3)
+
+
+def test_missing_and_corrupt_images_are_data_errors_naming_the_file(tmp_path):
+    with pytest.raises(DataError, match="image not found: .*nothing.png"):
+        fileio.read_image(tmp_path / "nothing.png")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    with pytest.raises(DataError, match="cannot read image .*bad.png"):
+        fileio.read_image(tmp_path / "bad.png", "L")
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(DataError, match="image not found"):
+        fileio.read_image(tmp_path / "folder.png")
+
+
+def test_atomic_outputs_get_the_umask_mode_and_keep_their_suffix(tmp_path):
+    mask = _umask()
+    seen = {}
+    with fileio.atomic_path(tmp_path / "deep" / "er" / "table.csv") as tmp:
+        seen["tmp"] = tmp
+        assert tmp.parent == tmp_path / "deep" / "er" and tmp.name.endswith(".csv") and tmp.name.startswith(".table.")
+        assert not (tmp_path / "deep" / "er" / "table.csv").exists()
+        tmp.write_text("x")
+    out = tmp_path / "deep" / "er" / "table.csv"
+    assert out.read_text() == "x" and not seen["tmp"].exists()
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask
+    assert fileio.folder_mode() == 0o777 & ~mask
+    with fileio.atomic_path(tmp_path / "f.npz", suffix=".weird") as tmp:
+        assert tmp.name.endswith(".weird")
+        tmp.write_bytes(b"1")
+    assert (tmp_path / "f.npz").read_bytes() == b"1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep", "f.npz"]  # no temporary left behind
+
+
+def test_a_failing_block_leaves_neither_temporary_nor_final_file(tmp_path):
+    with pytest.raises(KeyError):
+        with fileio.atomic_path(tmp_path / "a.txt") as tmp:
+            tmp.write_text("half")
+            raise KeyError("boom")
+    assert list(tmp_path.iterdir()) == []
+    # a full disk inside the block: the project's one-line error naming the file and what to do
+    with pytest.raises(DataError, match=r"cannot write .*b\.txt: No space left on device \(free some space"):
+        with fileio.atomic_path(tmp_path / "b.txt") as tmp:
+            tmp.write_text("half")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert list(tmp_path.iterdir()) == []
+    # another OS error is not dressed up: it propagates as it is, and still leaves nothing
+    with pytest.raises(OSError) as info:
+        with fileio.atomic_path(tmp_path / "c.txt") as tmp:
+            tmp.write_text("half")
+            raise OSError(errno.EIO, "I/O error")
+    assert info.type is OSError and info.value.errno == errno.EIO
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_destination_is_a_data_error_naming_it(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(DataError, match=r"cannot write .*file.*out\.txt"):
+        with fileio.atomic_path(blocker / "out.txt"):
+            pass
+    with pytest.raises(DataError, match=r"cannot write .*file/sub"):
+        fileio.check_writable(blocker / "sub")
+    fileio.check_writable(tmp_path / "new" / "nested")
+    assert (tmp_path / "new" / "nested").is_dir() and list((tmp_path / "new" / "nested").iterdir()) == []
+
+
+def test_write_errors_name_the_file_the_reason_and_a_hint_per_errno():
+    e = fileio.write_error("/x/y.txt", OSError(errno.EROFS, "Read-only file system"))
+    assert isinstance(e, DataError) and "/x/y.txt" in str(e) and "Read-only file system" in str(e)
+    assert "\n" not in str(e)
+    hints = {n: str(fileio.write_error("p", OSError(n, "s"))) for n in
+             (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)}
+    # the hint depends on the errno: space for a full disk, permissions for a forbidden folder
+    assert "space" in hints[errno.ENOSPC] and "space" in hints[errno.EDQUOT] and "quota" in hints[errno.EDQUOT]
+    assert "read-only" in hints[errno.EROFS]
+    assert "writable" in hints[errno.EACCES] and "writable" in hints[errno.EPERM]
+    assert hints[errno.EIO] != hints[errno.ENOSPC] and "space" not in hints[errno.EIO]
+    assert "oops" in str(fileio.write_error("p", OSError("oops")))  # no strerror: the error itself
+
+
+def test_json_is_sorted_indented_and_converts_numpy_and_paths(tmp_path):
+    fileio.write_json(tmp_path / "m.json", {"b": np.int64(3), "a": np.float32(0.5), "c": Path("x/y")})
+    text = (tmp_path / "m.json").read_text()
+    assert text == '{\n  "a": 0.5,\n  "b": 3,\n  "c": "x/y"\n}\n'
+    assert json.loads(text) == {"a": 0.5, "b": 3, "c": "x/y"}
+    with pytest.raises(TypeError, match="set"):
+        fileio.write_json(tmp_path / "bad.json", {"s": {1}})
+    assert not (tmp_path / "bad.json").exists()
+
+
+def test_save_image_round_trips_uint8_and_refuses_other_types(tmp_path):
+    a = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    fileio.save_image(tmp_path / "a.png", a)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), a)
+    with pytest.raises(TypeError, match="uint8.*float"):
+        fileio.save_image(tmp_path / "f.png", a.astype(np.float32))
+    assert not (tmp_path / "f.png").exists()
+    fileio.save_pil(tmp_path / "b.png", Image.fromarray(a))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), a)
+
+
+def test_file_hashes_match_hashlib_and_git(tmp_path):
+    data = bytes(range(256)) * 41 + b"tail"  # not a multiple of the chunk
+    f = tmp_path / "blob.bin"
+    f.write_bytes(data)
+    assert fileio.sha256_file(f, chunk=100) == hashlib.sha256(data).hexdigest()
+    assert fileio.sha256_file(f) == hashlib.sha256(data).hexdigest()
+    git = subprocess.run(["git", "hash-object", str(f)], capture_output=True, text=True, check=True).stdout.strip()
+    assert fileio.git_blob_sha1(f, chunk=100) == git
+    assert fileio.git_blob_sha1(f) == git
+
+
+# --- train/data: on-device augmentation ----------------------------------------------------------
+
+
+def _distinct_tensors(n: int = 5, size: int = 6, seed: int = 0) -> dict:
+    """uint8 photos/sketches and float depths whose every window is unique (random content)."""
+    g = np.random.default_rng(seed)
+    return {"photo": torch.from_numpy(g.integers(1, 255, (n, 3, size, size), dtype=np.uint8)),
+            "sketch": torch.from_numpy(g.integers(1, 255, (n, 1, size, size), dtype=np.uint8)),
+            "depth": torch.from_numpy(g.uniform(0.1, 1.0, (n, 1, size, size)).astype(np.float32)),
+            "style": torch.tensor([2, 0, 1, 1, 0][:n])}
+
+
+def _window_of(crop: np.ndarray, padded: np.ndarray, c: int) -> set[tuple[int, int, bool]]:
+    """Every (oy, ox, flipped) placing ``crop`` in ``padded`` (C, S, S): a slow search."""
+    s = padded.shape[-1]
+    hits = set()
+    for oy in range(s - c + 1):
+        for ox in range(s - c + 1):
+            w = padded[:, oy:oy + c, ox:ox + c]
+            for flipped in (False, True):
+                if np.array_equal(w[..., ::-1] if flipped else w, crop):
+                    hits.add((oy, ox, flipped))
+    return hits
+
+
+def test_training_crops_are_one_window_of_the_zero_padded_pair(monkeypatch):
+    from facesketch.train.data import DeviceDataset
+
+    t = _distinct_tensors()
+    pad, crop, size = 2, 7, 6
+    ds = DeviceDataset(t, torch.device("cpu"), pad, crop, True, seed=3)
+    assert len(ds) == 5 and ds.size == size + 2 * pad
+    seen_offsets, flips = set(), []
+    for _ in range(40):
+        idx = torch.tensor([3, 0, 4])
+        b = ds.batch(idx)
+        assert b.photo.shape == (3, 3, crop, crop) and b.sketch.shape == (3, 1, crop, crop)
+        assert b.depth.shape == (3, 1, crop, crop) and torch.equal(b.index, idx)
+        assert torch.equal(b.style, torch.eye(3)[t["style"][idx]])
+        for j, i in enumerate(idx.tolist()):
+            # zero padding around; photo and sketch in [-1, 1] (x / 127.5 - 1), depth as it is
+            photo = np.pad(t["photo"][i].numpy(), ((0, 0), (pad, pad), (pad, pad))).astype(np.int64)
+            sketch = np.pad(t["sketch"][i].numpy(), ((0, 0), (pad, pad), (pad, pad))).astype(np.float64)
+            depth = np.pad(t["depth"][i].numpy(), ((0, 0), (pad, pad), (pad, pad)))
+            got = b.photo[j].double().numpy()
+            where = _window_of(np.round((got + 1) * 127.5).astype(np.int64), photo, crop)
+            assert len(where) == 1, where
+            (oy, ox, flipped), = where
+            w = photo[:, oy:oy + crop, ox:ox + crop]
+            np.testing.assert_allclose(got, (w[..., ::-1] if flipped else w) / 127.5 - 1, atol=1e-6)
+            # the sketch and the depth are cut from the same window, flipped the same way
+            for full, part in ((sketch / 127.5 - 1, b.sketch[j].double().numpy()), (depth, b.depth[j].numpy())):
+                w = full[:, oy:oy + crop, ox:ox + crop]
+                np.testing.assert_allclose(part, w[..., ::-1] if flipped else w, atol=1e-6)
+            seen_offsets.add((oy, ox))
+            flips.append(flipped)
+    # every window position can be drawn (offsets 0..s-c inclusive on both axes) and about half are flipped
+    s = size + 2 * pad
+    assert {o for o, _ in seen_offsets} == set(range(s - crop + 1)) == {o for _, o in seen_offsets}
+    assert 0.3 < np.mean(flips) < 0.7
+    # without flipping, never flipped
+    ds = DeviceDataset(t, torch.device("cpu"), pad, crop, False, seed=3)
+    for _ in range(10):
+        b = ds.batch(torch.tensor([1]))
+        photo = np.pad(t["photo"][1].numpy(), ((0, 0), (pad, pad), (pad, pad))).astype(np.int64)
+        got = np.round((b.photo[0].double().numpy() + 1) * 127.5).astype(np.int64)
+        assert [f for _, _, f in _window_of(got, photo, crop)] == [False]
+
+
+def test_training_epochs_visit_each_pair_once_and_replay_from_the_saved_state():
+    from facesketch.train.data import DeviceDataset
+
+    t = _distinct_tensors()
+    t.pop("depth")
+    ds = DeviceDataset(t, torch.device("cpu"), 1, 8, True, seed=11)
+    assert ds.depth is None
+    batches = list(ds.epoch(2))
+    assert len(batches) == 5 // 2 and all(b.depth is None for b in batches)  # the last partial batch dropped
+    rows = torch.cat([b.index for b in batches]).tolist()
+    assert len(set(rows)) == 4 and set(rows) <= set(range(5))
+    assert len(list(ds.epoch(1, max_steps=3))) == 3 and len(list(ds.epoch(1, max_steps=9))) == 5
+    assert len(list(ds.epoch(1, max_steps=None))) == 5
+    # the sampler is seeded: same seed, same orders and crops; the saved state replays the rest
+    a = DeviceDataset(t, torch.device("cpu"), 1, 8, True, seed=11)
+    b = DeviceDataset(t, torch.device("cpu"), 1, 8, True, seed=11)
+    other = DeviceDataset(t, torch.device("cpu"), 1, 8, True, seed=12)
+    pa, pb, po = a.permutation(), b.permutation(), other.permutation()
+    assert torch.equal(pa, pb) and sorted(pa.tolist()) == list(range(5))
+    assert not all(torch.equal(a.permutation(), other.permutation()) for _ in range(3)) or not torch.equal(pa, po)
+    saved = a.state()
+    first = [x.photo for x in a.epoch(2)]
+    a.set_state(saved)
+    again = [x.photo for x in a.epoch(2)]
+    assert all(torch.equal(x, y) for x, y in zip(first, again))
+    with pytest.raises(DataError, match=r"\(8\).*input.crop \(9\)"):
+        DeviceDataset(t, torch.device("cpu"), 1, 9, True, seed=0)
+
+
+def test_resize_u8_keeps_same_size_and_rounds_to_uint8():
+    from facesketch.train.data import _resize_u8
+
+    x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 1, 4, 4), dtype=np.uint8))
+    assert _resize_u8(x, 4) is x
+    # a constant image stays that constant at any size
+    y = _resize_u8(torch.full((1, 3, 6, 6), 77, dtype=torch.uint8), 4)
+    assert y.dtype == torch.uint8 and y.shape == (1, 3, 4, 4) and bool((y == 77).all())
+    # 2 -> 1 by symmetry is the mean, 127.5: rounded (to 128), not truncated
+    z = _resize_u8(torch.tensor([[[[0, 255], [0, 255]]]], dtype=torch.uint8), 1)
+    assert z.tolist() == [[[[128]]]]
