@@ -297,3 +297,87 @@ def test_resize_u8_keeps_same_size_and_rounds_to_uint8():
     # 2 -> 1 by symmetry is the mean, 127.5: rounded (to 128), not truncated
     z = _resize_u8(torch.tensor([[[[0, 255], [0, 255]]]], dtype=torch.uint8), 1)
     assert z.tolist() == [[[[128]]]]
+
+
+# --- train/infer: test framing -------------------------------------------------------------------
+
+
+def test_fit_to_centres_padding_and_crops_with_the_odd_pixel_after():
+    from facesketch.train.infer import fit_to
+
+    x = torch.arange(9.0).reshape(1, 1, 3, 3) + 1
+    assert fit_to(x, 3) is x
+    p = fit_to(x, 6)  # 3 more: 1 before, 2 after
+    assert p.shape == (1, 1, 6, 6)
+    assert torch.equal(p[0, 0, 1:4, 1:4], x[0, 0]) and p.sum() == x.sum()
+    assert torch.equal(p[0, 0, 0], torch.zeros(6)) and torch.equal(p[0, 0, :, 4:], torch.zeros(6, 2))
+    big = torch.arange(36.0).reshape(1, 1, 6, 6)
+    c = fit_to(big, 3)  # 3 fewer: 1 cut before, 2 after
+    assert torch.equal(c[0, 0], big[0, 0, 1:4, 1:4])
+    assert torch.equal(fit_to(p, 3), x)  # the crop undoes the padding
+
+
+def test_network_inputs_resize_to_input_image_then_frame_photo_and_depth():
+    from facesketch.train.infer import network_inputs
+
+    spec = {"input": {"image": 4, "crop": 8}}
+    photo = torch.full((2, 3, 10, 10), 51, dtype=torch.uint8)   # constant: any resize keeps it
+    depth = torch.full((2, 1, 10, 10), 0.25)
+    x, d = network_inputs(photo, depth, spec)
+    assert x.shape == (2, 3, 8, 8) and d.shape == (2, 1, 8, 8)
+    inner = (slice(None), slice(None), slice(2, 6), slice(2, 6))
+    torch.testing.assert_close(x[inner], torch.full((2, 3, 4, 4), 51 / 127.5 - 1))
+    torch.testing.assert_close(d[inner], torch.full((2, 1, 4, 4), 0.25))
+    ring = torch.ones(8, 8, dtype=torch.bool)
+    ring[2:6, 2:6] = False
+    assert bool((x[..., ring] == -1).all()) and bool((d[..., ring] == 0).all())  # zeros before scaling: black
+    x2, d2 = network_inputs(torch.full((1, 3, 4, 4), 255, dtype=torch.uint8), None, spec)
+    assert d2 is None and float(x2[0, 0, 3, 3]) == 1.0
+    # depth already at input.image is framed, not resized
+    _, d3 = network_inputs(photo, torch.arange(16.0).reshape(1, 1, 4, 4), spec)
+    assert torch.equal(d3[0, 0, 2:6, 2:6], torch.arange(16.0).reshape(4, 4))
+
+
+def test_network_outputs_crop_grey_resize_and_clamp():
+    from facesketch.train.infer import network_outputs, to_uint8
+
+    spec = {"input": {"image": 4, "crop": 6}}
+    y = torch.zeros(1, 3, 6, 6)
+    y[:, 0], y[:, 1], y[:, 2] = 0.5, -0.25, 0.75
+    y[..., 0, :] = 5.0   # the padding ring: cropped away before anything else
+    out = network_outputs(y, spec, 4)
+    want = 0.5 * 0.2989 - 0.25 * 0.5870 + 0.75 * 0.1140  # rgb2gray's documented coefficients
+    assert out.shape == (1, 1, 4, 4)
+    torch.testing.assert_close(out, torch.full((1, 1, 4, 4), want, dtype=torch.float32))
+    up = network_outputs(torch.full((1, 1, 6, 6), 3.0), spec, 9)  # resized to the aligned size and clamped
+    assert up.shape == (1, 1, 9, 9) and bool((up == 1).all())
+    assert bool((network_outputs(torch.full((1, 1, 6, 6), -3.0), spec, 4) == -1).all())
+    # [-1, 1] -> uint8: (y + 1) * 127.5 rounded, clamped
+    v = torch.tensor([-1.0, 1.0, 0.0, -0.996, 0.5, 2.0, -2.0]).reshape(1, 1, 1, 7)
+    u = to_uint8(v)
+    assert u.dtype == np.uint8 and u.shape == (1, 1, 7)
+    assert u[0, 0].tolist() == [0, 255, 128, 1, 191, 255, 0]
+
+
+def test_infer_mode_train_draws_one_image_at_a_time_with_dropout_on():
+    from facesketch.train.infer import set_infer_mode
+
+    g = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5))
+    assert set_infer_mode(g, {"infer": {"mode": "eval"}}, 8) == 8 and not g.training
+    assert set_infer_mode(g, {"infer": {"mode": "train"}}, 8) == 1 and g.training and g[1].training
+    a = g(torch.ones(1, 2))
+    set_infer_mode(g, {"infer": {"mode": "train"}}, 8)  # seeded: the same dropout again
+    assert torch.equal(a, g(torch.ones(1, 2)))
+
+
+def test_a_file_without_spec_or_generators_is_not_a_model(tmp_path):
+    from facesketch.errors import DataError
+    from facesketch.train import checkpoint as ckpt
+    from facesketch.train.infer import load_model
+
+    ckpt.save(tmp_path / "m.pt", {"generators": {}})
+    with pytest.raises(DataError, match=r"m\.pt: not a facesketch model file"):
+        load_model(tmp_path / "m.pt", "cpu")
+    ckpt.save(tmp_path / "n.pt", {"spec": "{}"})
+    with pytest.raises(DataError, match=r"n\.pt: not a facesketch model file"):
+        load_model(tmp_path / "n.pt", "cpu")
