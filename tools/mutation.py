@@ -32,6 +32,7 @@ REVIEWED = REPO / "tools" / "mutation_survivors.txt"
 R = "tests/test_regressions.py::"
 E2E = R + "test_style_index_reaches_the_table_cell_of_its_style"
 TEXTURAL = R + "test_textural_loss_compares_with_the_ground_truth_sketch"
+M = "tests/test_mutants.py"  # fast tests written against the survivors of `make mutate`
 TESTS = {
     "src/facesketch/metrics/evaluate.py": ["tests/test_metrics.py", E2E],
     "src/facesketch/metrics/fid.py": ["tests/test_metrics.py", E2E],
@@ -45,13 +46,13 @@ TESTS = {
                                         R + "test_dog_mask_logits_receive_their_true_gradient",
                                         R + "test_gaussian_depth_pyramid_uses_the_binomial_kernel"],
     "src/facesketch/train/data.py": [R + "test_training_batches_carry_the_style_of_their_pair",
-                                     TEXTURAL],
+                                     TEXTURAL, M],
     "src/facesketch/train/infer.py": [E2E,
                                       R + "test_inference_framing_puts_each_pixel_back_where_it_was",
-                                      "tests/test_train.py::test_test_framing_round_trips"],
+                                      "tests/test_train.py::test_test_framing_round_trips", M],
     "src/facesketch/train/losses.py": ["tests/test_losses.py", TEXTURAL],
     "src/facesketch/fileio.py": [R + "test_a_kill_between_write_and_rename_leaves_no_final_file",
-                                 "tests/test_report.py"],
+                                 "tests/test_report.py", M],
 }
 TESTED = ("killed", "survived", "timeout", "suspicious", "segfault")
 
