@@ -381,3 +381,97 @@ def test_a_file_without_spec_or_generators_is_not_a_model(tmp_path):
     ckpt.save(tmp_path / "n.pt", {"spec": "{}"})
     with pytest.raises(DataError, match=r"n\.pt: not a facesketch model file"):
         load_model(tmp_path / "n.pt", "cpu")
+
+
+# --- metrics/protocol: MATLAB's rounding, kernel and framing -------------------------------------
+
+
+def test_round_half_away_from_zero_as_matlab():
+    from facesketch.metrics.protocol import round_half_away
+
+    x = np.array([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 0.49, -0.49, 3.0, -3.2])
+    assert round_half_away(x).tolist() == [1, 2, 3, -1, -2, -3, 0, 0, 3, -3]
+
+
+def test_rgb2gray_drops_alpha_passes_grey_and_clips():
+    from facesketch.metrics.protocol import rgb2gray
+
+    grey = np.array([[3, 250]], np.uint16)
+    g = rgb2gray(grey)
+    assert g.dtype == np.uint8 and g.tolist() == [[3, 250]]
+    rgba = np.array([[[255, 255, 255, 0], [100, 50, 200, 255]]], np.uint8)
+    # 0.2989 R + 0.5870 G + 0.1140 B (rgb2gray's documented coefficients), rounded: alpha plays no part
+    assert rgb2gray(rgba).tolist() == [[255, round(0.2989 * 100 + 0.5870 * 50 + 0.1140 * 200)]]
+    assert rgb2gray(np.array([[[300.0, 300.0, 300.0]]])).tolist() == [[255]]  # clipped, not wrapped
+
+
+def test_keys_cubic_kernel_by_hand():
+    from facesketch.metrics.protocol import cubic
+
+    x = np.array([0.0, 0.5, -0.5, 1.0, 1.5, -1.5, 2.0, 2.5, -3.0])
+    # (1.5|x|^3 - 2.5|x|^2 + 1) on [0, 1], (-0.5|x|^3 + 2.5|x|^2 - 4|x| + 2) on (1, 2], 0 beyond
+    np.testing.assert_allclose(cubic(x), [1.0, 0.5625, 0.5625, 0.0, -0.0625, -0.0625, 0.0, 0.0, 0.0], atol=1e-12)
+
+
+def test_contributions_sum_to_one_and_mirror_at_the_border():
+    from facesketch.metrics.protocol import contributions
+
+    w, idx = contributions(4, 8)  # upscaling by 2: the plain kernel, 4 taps
+    np.testing.assert_allclose(w.sum(axis=1), 1.0)
+    assert idx.min() >= 0 and idx.max() <= 3
+    # output 1 (1-based) sits at input u = 1/2 + 0.5 * (1 - 1/2) = 0.75; taps at 1-based -2..3 (left =
+    # floor(u - 2)), at distances 2.75, 1.75, 0.75, -0.25, -1.25, -2.25: weights 0, -0.0234375,
+    # 0.2265625, 0.8671875, -0.0703125, 0 (Keys' cubic by hand, summing to 1); symmetric padding puts
+    # taps -2, -1, 0 on inputs 3, 2, 1 (1-based): input 1 gets 0.2265625 + 0.8671875, input 2 the rest
+    got = {}
+    for t, v in zip(idx[0], w[0]):
+        got[int(t)] = got.get(int(t), 0.0) + v
+    assert got.get(0) == pytest.approx(1.09375, abs=1e-12)
+    assert got.get(1) == pytest.approx(-0.09375, abs=1e-12)
+    assert abs(got.get(2, 0.0)) < 1e-12 and abs(got.get(3, 0.0)) < 1e-12
+    # shrinking by 2 with antialiasing: the kernel is stretched to width 8, so each output sees ~8 inputs
+    w2, idx2 = contributions(16, 8)
+    np.testing.assert_allclose(w2.sum(axis=1), 1.0)
+    assert (np.count_nonzero(w2[4]) >= 7) and idx2[4].min() >= 0 and idx2[4].max() <= 15
+    w3, _ = contributions(16, 8, antialias=False)
+    assert np.count_nonzero(w3[4]) <= 4
+
+
+def test_original_framing_cuts_the_crop_box_scaled_to_the_result():
+    from types import SimpleNamespace
+
+    from facesketch.metrics.protocol import frame_result, imresize
+
+    row = SimpleNamespace(orig_width=100, orig_height=80, crop_x=10, crop_y=20, crop_size=40)
+    result = np.arange(50 * 40, dtype=np.int64).reshape(40, 50).astype(np.uint8)  # half the archive's size
+    # box (10, 20)-(50, 60) in the archive is (5, 10)-(25, 30) in the result
+    np.testing.assert_array_equal(frame_result(result, row, "original", (20, 20)), result[10:30, 5:25])
+    resized = frame_result(result, row, "original", (10, 10))
+    np.testing.assert_array_equal(resized, imresize(result[10:30, 5:25], 10, 10))
+    # aligned results are only resized to the ground truth, never cut
+    np.testing.assert_array_equal(frame_result(result, row, "aligned", (40, 50)), result)
+    assert frame_result(result, row, "aligned", (20, 25)).shape == (20, 25)
+    # a different scale per axis: 200 x 40 result of the 100 x 80 archive
+    wide = np.tile(np.arange(200, dtype=np.uint8), (40, 1))
+    cut = frame_result(wide, row, "original", (20, 80))
+    assert cut.shape == (20, 80) and cut[0, 0] == 20 and cut[0, -1] == 99
+
+
+def test_native_ground_truth_is_the_crop_box_of_the_archive_sketch(tmp_path):
+    from types import SimpleNamespace
+
+    from facesketch.metrics.protocol import ground_truth
+
+    full = np.zeros((30, 40, 3), np.uint8)
+    full[..., 0] = np.arange(40)[None, :]
+    full[..., 1] = np.arange(30)[:, None]
+    Image.fromarray(full).save(tmp_path / "s.png")
+    (tmp_path / "al").mkdir()
+    Image.fromarray(np.full((5, 5), 9, np.uint8)).save(tmp_path / "al" / "a.png")
+    row = SimpleNamespace(sketch="al/a.png", sketch_source=str(tmp_path / "s.png"), crop_x=7, crop_y=4, crop_size=6)
+    gt = ground_truth(row, tmp_path, "native")
+    assert gt.shape == (6, 6)
+    x, y = np.meshgrid(np.arange(7, 13), np.arange(4, 10))
+    want = np.floor(0.298936021293775 * x + 0.587043074451121 * y + 0.5)
+    np.testing.assert_array_equal(gt, want)
+    assert ground_truth(row, tmp_path, "aligned").tolist() == [[9] * 5] * 5
