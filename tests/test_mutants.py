@@ -140,6 +140,8 @@ def test_unwritable_destination_is_a_data_error_naming_it(tmp_path):
         fileio.check_writable(blocker / "sub")
     fileio.check_writable(tmp_path / "new" / "nested")
     assert (tmp_path / "new" / "nested").is_dir() and list((tmp_path / "new" / "nested").iterdir()) == []
+    fileio.check_writable(tmp_path / "new" / "nested")  # an existing folder is fine, and stays empty
+    assert list((tmp_path / "new" / "nested").iterdir()) == []
 
 
 def test_write_errors_name_the_file_the_reason_and_a_hint_per_errno():
@@ -153,6 +155,7 @@ def test_write_errors_name_the_file_the_reason_and_a_hint_per_errno():
     assert "read-only" in hints[errno.EROFS]
     assert "writable" in hints[errno.EACCES] and "writable" in hints[errno.EPERM]
     assert hints[errno.EIO] != hints[errno.ENOSPC] and "space" not in hints[errno.EIO]
+    assert "None" not in hints[errno.EIO] and "disk" in hints[errno.EIO]  # an unlisted errno: a general hint
     assert "oops" in str(fileio.write_error("p", OSError("oops")))  # no strerror: the error itself
 
 
@@ -175,6 +178,11 @@ def test_save_image_round_trips_uint8_and_refuses_other_types(tmp_path):
     assert not (tmp_path / "f.png").exists()
     fileio.save_pil(tmp_path / "b.png", Image.fromarray(a))
     assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), a)
+    # the writer's options reach it: JPEG quality 5 is a smaller file than quality 95
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
+    fileio.save_pil(tmp_path / "lo.jpg", noise, quality=5)
+    fileio.save_pil(tmp_path / "hi.jpg", noise, quality=95)
+    assert (tmp_path / "lo.jpg").stat().st_size < 0.5 * (tmp_path / "hi.jpg").stat().st_size
 
 
 def test_file_hashes_match_hashlib_and_git(tmp_path):
