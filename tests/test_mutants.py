@@ -483,3 +483,26 @@ def test_native_ground_truth_is_the_crop_box_of_the_archive_sketch(tmp_path):
     want = np.floor(0.298936021293775 * x + 0.587043074451121 * y + 0.5)
     np.testing.assert_array_equal(gt, want)
     assert ground_truth(row, tmp_path, "aligned").tolist() == [[9] * 5] * 5
+
+
+# --- metrics/fsim: against piq on the sizes the even-sized test does not reach ---------------------
+
+
+@pytest.mark.parametrize("shape", [(37, 45), (44, 31), (400, 396)])
+def test_fsim_equals_piq_on_odd_and_downsampled_sizes(shape):
+    """Odd sides take the other branch of the frequency grid; sides over 383 are averaged down by
+    round(min side / 256) first. piq.fsim (chromatic=False) is the independent implementation."""
+    import piq
+
+    from facesketch.metrics.fsim import fsim
+
+    rng = np.random.default_rng(sum(shape))
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    a = (120 + 60 * np.sin(xx / 7.0) * np.cos(yy / 5.0) + rng.normal(0, 8, shape)).clip(0, 255)
+    b = np.clip(a + rng.normal(0, 25, shape), 0, 255)
+    x = torch.from_numpy(np.stack([a, b])[:, None]).float()
+    y = torch.from_numpy(np.stack([b, a[::-1].copy()])[:, None]).float()
+    ours = fsim(x, y).numpy()
+    theirs = piq.fsim(x, y, data_range=255.0, reduction="none", chromatic=False).numpy()
+    np.testing.assert_allclose(ours, theirs, atol=2e-5)
+    assert 0 < ours.min() and ours.max() < 1
