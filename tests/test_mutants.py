@@ -68,6 +68,57 @@ def test_palette_and_la_images_are_flattened_on_white(tmp_path):
     assert fileio.read_array(tmp_path / "p.png", "RGB").tolist() == [[[255, 255, 255], [255, 0, 0]]]
 
 
+def test_palette_alpha_tiff_is_flattened_on_white(tmp_path):
+    # PA (palette + alpha; Pillow decodes it from TIFF): a transparent pixel is paper whatever its colour
+    pa = Image.new("PA", (2, 1))
+    pa.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    pa.putdata([(0, 0), (1, 255)])
+    pa.save(tmp_path / "pa.tif")
+    assert Image.open(tmp_path / "pa.tif").mode == "PA"
+    assert fileio.read_array(tmp_path / "pa.tif", "RGB").tolist() == [[[255, 255, 255], [255, 0, 0]]]
+    assert fileio.read_array(tmp_path / "pa.tif", "L").tolist() == [[255, 76]]
+
+
+def test_only_grey_and_rgb_requests_are_flattened(tmp_path):
+    # asking RGBA for LA keeps the alpha channel: only L and RGB mean "on paper"
+    rgba = np.array([[[0, 0, 0, 0], [0, 0, 0, 255]]], np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    la = fileio.read_array(tmp_path / "a.png", "LA")
+    assert la.shape == (1, 2, 2) and la[0, :, 1].tolist() == [0, 255]
+    # a palette file read without a mode stays a palette image (no conversion at all)
+    p = Image.new("P", (2, 1))
+    p.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    p.putdata([0, 1])
+    p.save(tmp_path / "p.png")
+    im = fileio.read_image(tmp_path / "p.png")
+    assert im.mode == "P" and np.asarray(im).tolist() == [[0, 1]]
+
+
+def test_parquet_is_written_without_the_frame_index(tmp_path):
+    import pandas as pd
+
+    df = pd.DataFrame({"v": [1.5, 2.5, 3.5, 4.5]}).iloc[[1, 3]]  # a filtered frame: index 1, 3
+    fileio.write_parquet(tmp_path / "d.parquet", df)
+    back = pd.read_parquet(tmp_path / "d.parquet")
+    assert back.index.tolist() == [0, 1] and back.v.tolist() == [2.5, 4.5] and list(back.columns) == ["v"]
+
+
+def test_the_write_probe_is_made_inside_the_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    made = []
+    real = tempfile.mkstemp
+
+    def spy(*args, **kwargs):
+        fd, path = real(*args, **kwargs)
+        made.append(Path(path))
+        return fd, path
+
+    monkeypatch.setattr(tempfile, "mkstemp", spy)
+    fileio.check_writable(tmp_path / "out")
+    assert len(made) == 1 and made[0].parent == tmp_path / "out" and not made[0].exists()
+
+
 def test_read_image_without_a_mode_keeps_the_file_mode_and_detaches_from_it(tmp_path):
     Image.fromarray(np.full((3, 4), 7, np.uint8)).save(tmp_path / "g.png")
     im = fileio.read_image(tmp_path / "g.png")
