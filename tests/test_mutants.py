@@ -461,6 +461,7 @@ def test_rgb2gray_drops_alpha_passes_grey_and_clips():
     rgba = np.array([[[255, 255, 255, 0], [100, 50, 200, 255]]], np.uint8)
     # 0.2989 R + 0.5870 G + 0.1140 B (rgb2gray's documented coefficients), rounded: alpha plays no part
     assert rgb2gray(rgba).tolist() == [[255, round(0.2989 * 100 + 0.5870 * 50 + 0.1140 * 200)]]
+    assert rgb2gray(rgba).dtype == np.uint8 and rgb2gray(rgba[..., :3]).dtype == np.uint8
     assert rgb2gray(np.array([[[300.0, 300.0, 300.0]]])).tolist() == [[255]]  # clipped, not wrapped
 
 
@@ -470,6 +471,15 @@ def test_keys_cubic_kernel_by_hand():
     x = np.array([0.0, 0.5, -0.5, 1.0, 1.5, -1.5, 2.0, 2.5, -3.0])
     # (1.5|x|^3 - 2.5|x|^2 + 1) on [0, 1], (-0.5|x|^3 + 2.5|x|^2 - 4|x| + 2) on (1, 2], 0 beyond
     np.testing.assert_allclose(cubic(x), [1.0, 0.5625, 0.5625, 0.0, -0.0625, -0.0625, 0.0, 0.0, 0.0], atol=1e-12)
+
+
+def test_uint8_resize_clips_the_cubic_overshoot():
+    from facesketch.metrics.protocol import imresize
+
+    # [0, 255] -> 4 samples: 255 x (-0.09375, 0.203125, 0.796875, 1.09375) (Keys' cubic by hand, see
+    # test_bicubic_upscale_derived_by_hand) = -23.9, 51.8, 203.2, 278.9: rounded and clipped to 0..255
+    out = imresize(np.array([[0, 255]], np.uint8), 1, 4)
+    assert out.dtype == np.uint8 and out.tolist() == [[0, 52, 203, 255]]
 
 
 def test_contributions_sum_to_one_and_mirror_at_the_border():
@@ -534,6 +544,31 @@ def test_native_ground_truth_is_the_crop_box_of_the_archive_sketch(tmp_path):
     want = np.floor(0.298936021293775 * x + 0.587043074451121 * y + 0.5)
     np.testing.assert_array_equal(gt, want)
     assert ground_truth(row, tmp_path, "aligned").tolist() == [[9] * 5] * 5
+
+
+def test_native_ground_truth_of_a_transparent_sketch_is_on_white_paper(tmp_path):
+    """FS2K's RGBA sketches (ink opaque, paper transparent): the native crop is ink on white, the
+    same pixels the scorer's own ground truth has (facesketch.metrics.evaluate.load_pair)."""
+    from types import SimpleNamespace
+
+    from facesketch.metrics.evaluate import Job, load_pair
+    from facesketch.metrics.protocol import ground_truth
+
+    rgba = np.zeros((8, 8, 4), np.uint8)   # black everywhere; only the alpha says what is ink
+    rgba[2:5, 3:6, 3] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "s.png")
+    la = np.zeros((8, 8, 2), np.uint8)
+    la[..., 0], la[2:5, 3:6, 1] = 0, 255
+    Image.fromarray(la, "LA").save(tmp_path / "la.png")
+    want = np.full((6, 6), 255)
+    want[1:4, 2:5] = 0                     # crop (1, 1) size 6: ink rows 2..4, cols 3..5 -> 1..3, 2..4
+    for name in ("s.png", "la.png"):
+        row = SimpleNamespace(sketch="", sketch_source=str(tmp_path / name), crop_x=1, crop_y=1, crop_size=6)
+        np.testing.assert_array_equal(ground_truth(row, tmp_path, "native"), want)
+    Image.fromarray(np.full((8, 8), 200, np.uint8)).save(tmp_path / "r.png")
+    job = Job(0, str(tmp_path / "r.png"), "native", "aligned", "", str(tmp_path / "s.png"), 8, 8, 1, 1, 6)
+    _, gt = load_pair(job)
+    np.testing.assert_array_equal(gt, want)
 
 
 # --- metrics/fsim: against piq on the sizes the even-sized test does not reach ---------------------
