@@ -85,18 +85,31 @@ def report(args) -> int:
     if not status:
         print("no mutmut results: run `make mutate` first", file=sys.stderr)
         return 1
+    known = reviewed()
     rate, killed, tested = summary(status)
+    modules = sorted({module_of(m) for m in status})
+    complete = [mod for mod in modules if not any(s == "not checked" for k, s in status.items() if module_of(k) == mod)]
+    full = {k: v for k, v in status.items() if module_of(k) in complete}
+    f_rate, f_killed, f_tested = summary(full)
+    f_equiv = sum(v == "survived" and k in known for k, v in full.items())
     lines = ["# Mutation testing report", "",
              f"Kill rate {rate}: {killed} of {tested} tested mutants killed (timeouts count as killed); "
              f"{sum(s == 'not checked' for s in status.values())} not checked, "
              f"{sum(s == 'no tests' for s in status.values())} reached by no fast test.", "",
-             "| module | killed | tested | rate | survived | no tests |", "|---|---|---|---|---|---|"]
-    for mod in sorted({module_of(m) for m in status}):
+             f"Modules run completely ({len(complete)} of {len(modules)}): {f_killed} of {f_tested} killed ({f_rate}); "
+             f"with the {f_equiv} survivors reviewed as equivalent (tools/mutation_survivors.txt) left out, "
+             + (f"{100 * f_killed / (f_tested - f_equiv):.1f}%." if f_tested > f_equiv else "n/a."), "",
+             "| module | mutants | killed | tested | rate | survived | reviewed equivalent | rate without them "
+             "| no tests | not checked |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for mod in modules:
         part = {k: v for k, v in status.items() if module_of(k) == mod}
         r, k, t = summary(part)
         c = Counter(part.values())
-        lines.append(f"| {mod} | {k} | {t} | {r} | {c['survived']} | {c['no tests']} |")
-    known = reviewed()
+        eq = sum(v == "survived" and m in known for m, v in part.items())
+        r2 = f"{100 * k / (t - eq):.1f}%" if t > eq else "n/a"
+        lines.append(f"| {mod}{'' if mod in complete else ' (partial)'} | {len(part)} | {k} | {t} | {r} | "
+                     f"{c['survived']} | {eq} | {r2} | {c['no tests']} | {c['not checked']} |")
     survivors = sorted(m for m, s in status.items() if s == "survived")
     lines += ["", f"## Survivors ({len(survivors)}; reviewed ones in tools/mutation_survivors.txt)", ""]
     for m in survivors:
@@ -105,7 +118,8 @@ def report(args) -> int:
         lines.append(f"- `{m}`{' (reviewed)' if m in known else ''}: " + " / ".join(f"`{x.strip()}`" for x in changed))
     text = "\n".join(lines) + "\n"
     Path(args.out).write_text(text, encoding="utf-8")
-    print(f"kill rate {rate} ({killed}/{tested}); report: {args.out}")
+    print(f"kill rate {rate} ({killed}/{tested}); modules run completely: {', '.join(complete) or 'none'}; "
+          f"report: {args.out}")
     return 0
 
 
