@@ -592,3 +592,57 @@ def test_fsim_equals_piq_on_odd_and_downsampled_sizes(shape):
     theirs = piq.fsim(x, y, data_range=255.0, reduction="none", chromatic=False).numpy()
     np.testing.assert_allclose(ours, theirs, atol=2e-5)
     assert 0 < ours.min() and ours.max() < 1
+
+
+# --- train/infer: the command's file layout ------------------------------------------------------
+
+
+def test_cross_style_inference_draws_the_first_photos_in_every_style(tiny_prepared, tmp_path, monkeypatch):
+    """style='cross': the first N test photos (sorted ids) in each of the three styles, into out/<Style>/,
+    each drawing carrying its style; a model trained under another spec is refused; the batch size does
+    not change a drawing."""
+    import json as _json
+
+    import pandas as pd
+    from torch import nn
+
+    from facesketch.config import load_config
+    from facesketch.errors import DataError
+    from facesketch.models import registry
+    from facesketch.train import checkpoint as ckpt
+    from facesketch.train.infer import infer
+
+    from .conftest import REPO
+    from .test_regressions import LEVELS, StyleEcho, expected_drawing, small
+
+    spec = small(load_config(REPO / "config.yaml")["resolved"]["pix2pix"], image=64, pad=4, crop=72)
+    spec["generator"]["num_downs"] = 3
+    gen = StyleEcho()
+    with torch.no_grad():
+        gen.levels.copy_(torch.tensor(LEVELS))
+    model = tmp_path / "model.pt"
+    ckpt.save(model, {"spec": _json.dumps(spec), "generators": {"G": gen.state_dict()}})
+    monkeypatch.setattr(registry, "build", lambda s: {"G": StyleEcho(), "D": nn.Identity()})
+    manifest_path = tiny_prepared / "manifest.parquet"
+    manifest = pd.read_parquet(manifest_path)
+    test = manifest[manifest.split == "test"].set_index("id")
+    first = sorted(test.index)[:2]
+    n = infer(spec, model, manifest_path, tmp_path / "maps", tmp_path / "cross", "cross", cross_style=2,
+              batch_size=1, device="cpu")
+    assert n == 6
+    for s, name in enumerate(("Style1", "Style2", "Style3")):
+        assert sorted(p.stem for p in (tmp_path / "cross" / name).glob("*.png")) == first
+        for i in first:
+            got = np.asarray(Image.open(tmp_path / "cross" / name / f"{i}.png").convert("L"))
+            photo = np.asarray(Image.open(tiny_prepared / test.loc[i, "photo"]).convert("RGB"))
+            np.testing.assert_allclose(got, expected_drawing(photo, s, offset=4), atol=1)
+    # one style, all its photos, in one batch: the same drawings as one at a time
+    n2 = infer(spec, model, manifest_path, tmp_path / "maps", tmp_path / "s2", "Style2", batch_size=8, device="cpu")
+    ids2 = sorted(test[test["style"] == 1].index)
+    assert n2 == len(ids2) and sorted(p.stem for p in (tmp_path / "s2").glob("*.png")) == ids2
+    for i in set(ids2) & set(first):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "s2" / f"{i}.png")),
+                              np.asarray(Image.open(tmp_path / "cross" / "Style2" / f"{i}.png")))
+    other = dict(spec, input=dict(spec["input"], pad=6))
+    with pytest.raises(DataError, match=r"model\.pt was trained with a different spec"):
+        infer(other, model, manifest_path, tmp_path / "maps", tmp_path / "x", "Style1", device="cpu")
