@@ -11,6 +11,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import stat
 import subprocess
 from pathlib import Path
@@ -646,3 +647,34 @@ def test_cross_style_inference_draws_the_first_photos_in_every_style(tiny_prepar
     other = dict(spec, input=dict(spec["input"], pad=6))
     with pytest.raises(DataError, match=r"model\.pt was trained with a different spec"):
         infer(other, model, manifest_path, tmp_path / "maps", tmp_path / "x", "Style1", device="cpu")
+
+
+# --- metrics/networks: a wrong file in the weights folder is named ---------------------------------
+
+
+@pytest.mark.parametrize("name", ["fid_inception", "lpips_alexnet"])
+def test_a_wrong_weights_file_is_a_weights_error_naming_it(tmp_path, name, monkeypatch):
+    import dataclasses
+
+    from facesketch.errors import WeightsError
+    from facesketch.maps import weights
+    from facesketch.metrics.networks import load_fid_inception, load_lpips
+
+    load = {"fid_inception": load_fid_inception, "lpips_alexnet": load_lpips}[name]
+    w = weights.REGISTRY[name]
+    path = tmp_path / w.folder / w.filename
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a pickle at all")  # unreadable: one error naming the file and what it should be
+
+    def registered(p):  # the file's own fingerprint, so that loading (not the checksum) is what fails
+        digest = hashlib.sha256(p.read_bytes()).hexdigest()
+        monkeypatch.setitem(weights.REGISTRY, name, dataclasses.replace(w, sha256=digest, sha256_prefix=None,
+                                                                        size=None))
+
+    registered(path)
+    with pytest.raises(WeightsError, match=rf"^{re.escape(str(path))}\b.* state dict"):
+        load(tmp_path)
+    torch.save({"unrelated.weight": torch.zeros(1)}, path)  # readable, wrong keys: still the file's name
+    registered(path)
+    with pytest.raises(WeightsError, match=rf"^{re.escape(str(path))}: not "):
+        load(tmp_path)
