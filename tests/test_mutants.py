@@ -678,3 +678,74 @@ def test_a_wrong_weights_file_is_a_weights_error_naming_it(tmp_path, name, monke
     registered(path)
     with pytest.raises(WeightsError, match=rf"^{re.escape(str(path))}: not "):
         load(tmp_path)
+
+
+# --- metrics/evaluate: the CPU metrics' dispatch ---------------------------------------------------
+
+
+def _job(key, result, gt, **kw):
+    from facesketch.metrics.evaluate import Job
+
+    return Job(key, None if result is None else str(result), kw.get("gt_framing", "aligned"), "aligned", str(gt),
+               "", 0, 0, 0, 0, 0)
+
+
+def test_cpu_metrics_file_each_value_under_its_metric_and_image(tmp_path):
+    """Each (result, metric) value is the metric's own definition on that pair: SCOOT and SSIM by the
+    slow loops of test_metrics, FSIM by piq; a failing metric and an unreadable result are NaN with
+    the reason; ground truths shared by several results give the same FSIM as computed alone."""
+    import piq
+
+    from facesketch.metrics.evaluate import cpu_metrics
+
+    from .test_metrics import _scoot_by_hand, _ssim_brute_force
+
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[0:24, 0:24]
+    gts = [np.clip(128 + 80 * np.sin(xx / (3 + k)) * np.cos(yy / (4 + k)), 0, 255).astype(np.uint8) for k in range(2)]
+    for k, g in enumerate(gts):
+        Image.fromarray(g).save(tmp_path / f"gt{k}.png")
+    res = [np.clip(gts[k % 2].astype(int) + rng.integers(-60, 60, (24, 24)), 0, 255).astype(np.uint8)
+           for k in range(3)]
+    for k, r in enumerate(res):
+        Image.fromarray(r).save(tmp_path / f"r{k}.png")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
+    # results 0 and 2 share ground truth 0; result 1 has ground truth 1; key 7 is unreadable, key 9 missing
+    jobs = [_job(10, tmp_path / "r0.png", tmp_path / "gt0.png"), _job(11, tmp_path / "r1.png", tmp_path / "gt1.png"),
+            _job(12, tmp_path / "r2.png", tmp_path / "gt0.png"), _job(7, tmp_path / "bad.png", tmp_path / "gt1.png"),
+            _job(9, None, tmp_path / "gt0.png")]
+    names = ("SCOOT", "SSIM", "FSIM", "MS-SSIM", "LPIPS")
+    out = cpu_metrics(jobs, names, workers=1)
+    got = {(k, m): (v, why) for k, m, v, why in out}
+    assert len(out) == len(got) == 5 * 4  # LPIPS is not a CPU metric
+    for key, r, g in ((10, res[0], gts[0]), (11, res[1], gts[1]), (12, res[2], gts[0])):
+        assert got[key, "SCOOT"] == (pytest.approx(_scoot_by_hand(g, r), abs=1e-9), "")
+        assert got[key, "SSIM"] == (pytest.approx(_ssim_brute_force(r, g), abs=1e-9), "")
+        want = piq.fsim(torch.from_numpy(r).float()[None, None], torch.from_numpy(g).float()[None, None],
+                        data_range=255.0, reduction="none", chromatic=False).item()
+        assert got[key, "FSIM"][0] == pytest.approx(want, abs=2e-5) and got[key, "FSIM"][1] == ""
+        v, why = got[key, "MS-SSIM"]  # 24 px cannot hold MS-SSIM's five scales: NaN and why, the rest scored
+        assert np.isnan(v) and why.startswith("MS-SSIM failed: ")
+    for key, text in ((7, "cannot read image"), (9, "no result image")):
+        for m in ("SCOOT", "SSIM", "FSIM", "MS-SSIM"):
+            v, why = got[key, m]
+            assert np.isnan(v) and text in why
+    assert cpu_metrics([], names) == [] and cpu_metrics(jobs, ("LPIPS", "FID")) == []
+
+
+def test_ms_ssim_is_scored_when_the_image_holds_five_scales(tmp_path):
+    import piq
+
+    from facesketch.metrics.evaluate import cpu_metrics
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:176, 0:176]
+    g = np.clip(128 + 90 * np.sin(xx / 9) * np.cos(yy / 13), 0, 255).astype(np.uint8)
+    r = np.clip(g.astype(int) + rng.integers(-40, 40, g.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(g).save(tmp_path / "g.png")
+    Image.fromarray(r).save(tmp_path / "r.png")
+    (key, metric, value, why), = cpu_metrics([_job(3, tmp_path / "r.png", tmp_path / "g.png")], ("MS-SSIM",))
+    want = piq.multi_scale_ssim(torch.from_numpy(r).float()[None, None], torch.from_numpy(g).float()[None, None],
+                                data_range=255.0, reduction="none").item()  # piq's default: Wang et al.'s weights
+    # (given weights are normalised by piq, its defaults, which sum to 1.0001, are not: ~1e-5 apart)
+    assert (key, metric, why) == (3, "MS-SSIM", "") and value == pytest.approx(want, abs=5e-5)
