@@ -749,3 +749,142 @@ def test_ms_ssim_is_scored_when_the_image_holds_five_scales(tmp_path):
                                 data_range=255.0, reduction="none").item()  # piq's default: Wang et al.'s weights
     # (given weights are normalised by piq, its defaults, which sum to 1.0001, are not: ~1e-5 apart)
     assert (key, metric, why) == (3, "MS-SSIM", "") and value == pytest.approx(want, abs=5e-5)
+
+
+# --- metrics/evaluate: FID/KID sets, missing weights and the feature cache -------------------------
+
+
+class _Pooled(torch.nn.Module):
+    """FID stand-in: tanh of a fixed projection of the 4x4 block means of the [0, 1] input (3 channels)."""
+
+    def __init__(self, seed: int = 0, dim: int = 3):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.w = torch.nn.Parameter(torch.randn(48, dim, generator=g), requires_grad=False)
+
+    def forward(self, x):
+        return [torch.tanh(torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1) @ self.w - 1.0)[:, :, None, None]]
+
+
+def _pooled_here(net: _Pooled, grey: np.ndarray) -> np.ndarray:
+    """The stand-in's features written out: the image / 255, repeated on 3 channels, 4x4 block means."""
+    h, w = grey.shape
+    blocks = (grey.astype(np.float64) / 255).reshape(4, h // 4, 4, w // 4).mean(axis=(1, 3)).ravel()
+    return np.tanh(np.tile(blocks, 3) @ net.w.double().numpy() - 1.0)
+
+
+def _kid_here(r: np.ndarray, f: np.ndarray) -> float:
+    """Unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3, by loops."""
+    d = r.shape[1]
+    k = lambda a, b: (a @ b / d + 1) ** 3  # noqa: E731
+    m, n = len(r), len(f)
+    rr = sum(k(r[i], r[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    ff = sum(k(f[i], f[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    rf = sum(k(r[i], f[j]) for i in range(m) for j in range(n)) / (m * n)
+    return rr + ff - 2 * rf
+
+
+def _set_rows(tmp_path, n: int = 5):
+    rng = np.random.default_rng(3)
+    jobs, gts, res = [], [], []
+    for k in range(n):
+        g = rng.integers(0, 256, (16, 16)).astype(np.uint8)
+        r = np.clip(g.astype(int) + rng.integers(-70, 70, g.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(g).save(tmp_path / f"g{k}.png")
+        Image.fromarray(r).save(tmp_path / f"r{k}.png")
+        jobs.append(_job(k, tmp_path / f"r{k}.png", tmp_path / f"g{k}.png"))
+        gts.append(g)
+        res.append(r)
+    return jobs, gts, res
+
+
+def test_fid_and_kid_per_group_with_replicates_and_too_small_sets(tmp_path, monkeypatch):
+    from facesketch.metrics import networks
+    from facesketch.metrics.evaluate import network_metrics
+
+    from .test_regressions import frechet_here
+
+    net = _Pooled()
+    monkeypatch.setattr(networks, "load_fid_inception", lambda d: net)
+    jobs, gts, res = _set_rows(tmp_path)
+    groups = {("v", 0, "Style1", "Style1"): [0, 1, 2, 3], ("v", 0, "Style2", "Style2"): [4],
+              ("v", 0, "all", "all"): [0, 1, 2, 3, 4]}
+    image_rows, set_rows = network_metrics(jobs, groups, ("FID", "KID"), tmp_path, False, "cpu", 2, None, n_boot=3)
+    assert image_rows == []
+    real = {k: _pooled_here(net, g) for k, g in enumerate(gts)}
+    fake = {k: _pooled_here(net, r) for k, r in enumerate(res)}
+    main = {(r["group"][2], r["metric"]): r for r in set_rows if "replicate" not in r}
+    assert len(main) == 6
+    for g, members in groups.items():
+        for m in ("FID", "KID"):
+            row = main[g[2], m]
+            assert row["n"] == row["expected"] == len(members)
+            if len(members) < 2:  # one image: no covariance, no pairs; NaN and why
+                assert np.isnan(row["value"]) and row["reason"] == f"{m} needs at least 2 images, the set has 1"
+                continue
+            r, f = np.stack([real[k] for k in members]), np.stack([fake[k] for k in members])
+            want = frechet_here(r, f) if m == "FID" else _kid_here(r, f)
+            assert row["value"] == pytest.approx(want, rel=1e-4) and row["reason"] == ""  # float32 network
+    reps = [r for r in set_rows if "replicate" in r]
+    for g, members in groups.items():
+        for m in ("FID", "KID"):
+            mine = [r for r in reps if r["group"] == g and r["metric"] == m]
+            assert [r["replicate"] for r in mine] == ([0, 1, 2] if len(members) >= 2 else [])
+            assert all(r["n"] == len(members) and r["expected"] == len(members) for r in mine)
+    # no bootstrap asked: no replicates; only FID asked: no KID rows
+    _, only = network_metrics(jobs, groups, ("FID",), tmp_path, False, "cpu", 2, None, n_boot=0)
+    assert {r["metric"] for r in only} == {"FID"} and len(only) == 3
+
+
+def test_missing_network_weights_give_named_nan_rows_when_allowed(tmp_path):
+    from facesketch.errors import WeightsError
+    from facesketch.metrics.evaluate import network_metrics
+
+    jobs, _, _ = _set_rows(tmp_path, 3)
+    groups = {("v", 0, "all", "all"): [0, 1, 2]}
+    image_rows, set_rows = network_metrics(jobs, groups, ("LPIPS", "FID", "KID"), tmp_path / "none", True, "cpu", 2,
+                                           None, n_boot=2)
+    assert [r[:2] for r in image_rows] == [(0, "LPIPS"), (1, "LPIPS"), (2, "LPIPS")]
+    assert all(np.isnan(r[2]) and r[3].startswith("LPIPS not computed: ") and "alexnet" in r[3] for r in image_rows)
+    assert sorted(r["metric"] for r in set_rows) == ["FID", "KID"]
+    for r in set_rows:
+        assert np.isnan(r["value"]) and r["reason"].startswith(f"{r['metric']} not computed: ")
+        assert r["n"] == r["expected"] == 3 and "replicate" not in r
+    for names in (("LPIPS",), ("FID",)):
+        with pytest.raises(WeightsError):
+            network_metrics(jobs, groups, names, tmp_path / "none", False, "cpu", 2, None)
+    assert network_metrics(jobs, groups, ("SSIM",), tmp_path / "none", False, "cpu", 2, None) == ([], [])
+
+
+def test_real_features_are_cached_per_network_and_ground_truth(tmp_path, monkeypatch):
+    from facesketch.metrics import networks
+    from facesketch.metrics.evaluate import content_id, network_metrics
+
+    net = _Pooled(seed=1)
+    monkeypatch.setattr(networks, "load_fid_inception", lambda d: net)
+    jobs, gts, res = _set_rows(tmp_path, 4)
+    groups = {("v", 0, "all", "all"): [0, 1, 2, 3]}
+    cache = tmp_path / "cache"
+    _, first = network_metrics(jobs, groups, ("FID",), tmp_path, False, "cpu", 3, cache)
+    files = list(cache.glob("fid_real_features_*.npz"))
+    assert len(files) == 1
+    with np.load(files[0]) as z:
+        ids, feats = z["ids"].tolist(), z["features"]
+    assert sorted(ids) == sorted(content_id(g) for g in gts) and ids == sorted(ids)
+    for i, g in zip(ids, [dict((content_id(g), g) for g in gts)[i] for i in ids]):
+        np.testing.assert_allclose(feats[ids.index(i)], _pooled_here(net, g), atol=1e-6)
+    # the cache is what is read next time: doctored features change the value, as they must
+    np.savez(files[0], ids=np.array(ids), features=np.zeros_like(feats))
+    _, second = network_metrics(jobs, groups, ("FID",), tmp_path, False, "cpu", 3, cache)
+    from .test_regressions import frechet_here
+
+    fake = np.stack([_pooled_here(net, r) for r in res])
+    assert second[0]["value"] == pytest.approx(frechet_here(np.zeros_like(feats), fake), rel=1e-4)
+    assert second[0]["value"] != pytest.approx(first[0]["value"])
+    # another network (other weights) has its own file; a changed ground truth is a new entry
+    net2 = _Pooled(seed=2)
+    monkeypatch.setattr(networks, "load_fid_inception", lambda d: net2)
+    network_metrics(jobs, groups, ("FID",), tmp_path, False, "cpu", 3, cache)
+    assert len(list(cache.glob("fid_real_features_*.npz"))) == 2
+    assert content_id(gts[0]) != content_id(gts[0].T.copy()) != content_id(gts[0][:8])
+    assert content_id(gts[0]) == content_id(gts[0].copy())
