@@ -888,3 +888,20 @@ def test_real_features_are_cached_per_network_and_ground_truth(tmp_path, monkeyp
     assert len(list(cache.glob("fid_real_features_*.npz"))) == 2
     assert content_id(gts[0]) != content_id(gts[0].T.copy()) != content_id(gts[0][:8])
     assert content_id(gts[0]) == content_id(gts[0].copy())
+
+
+def test_lpips_network_is_frozen_and_refuses_wrong_shapes_by_name():
+    import torchvision
+
+    from facesketch.errors import WeightsError
+    from facesketch.metrics.networks import lpips_from_alexnet_state
+
+    state = torchvision.models.alexnet(weights=None).state_dict()
+    net = lpips_from_alexnet_state(state, "here.pth")
+    assert not any(p.requires_grad for p in net.parameters()) and not net.training
+    x = torch.rand(1, 3, 32, 32, requires_grad=True) * 2 - 1
+    net(x, torch.zeros(1, 3, 32, 32)).sum().backward()  # gradients reach the image (edge loss), not the weights
+    assert all(p.grad is None for p in net.parameters())
+    state["features.3.weight"] = torch.zeros(192, 64, 3, 3)  # 3x3 where AlexNet has 5x5
+    with pytest.raises(WeightsError, match=r"^here\.pth: AlexNet shapes do not match"):
+        lpips_from_alexnet_state(state, "here.pth")
