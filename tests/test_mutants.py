@@ -905,3 +905,51 @@ def test_lpips_network_is_frozen_and_refuses_wrong_shapes_by_name():
     state["features.3.weight"] = torch.zeros(192, 64, 3, 3)  # 3x3 where AlexNet has 5x5
     with pytest.raises(WeightsError, match=r"^here\.pth: AlexNet shapes do not match"):
         lpips_from_alexnet_state(state, "here.pth")
+
+
+# --- train/data: decoding a split ------------------------------------------------------------------
+
+
+def test_load_split_decodes_resizes_and_keeps_the_asked_order(tiny_prepared):
+    import pandas as pd
+
+    from facesketch.maps import encoding
+    from facesketch.train.data import load_split
+
+    from .conftest import write_depth_blobs
+
+    maps = write_depth_blobs(tiny_prepared, "maps_mutants", (30, 28), (5, 3), 700.0)
+    manifest_path = tiny_prepared / "manifest.parquet"
+    full = pd.read_parquet(manifest_path)
+    train = full[full.split == "train"]
+    ids = list(reversed(sorted(train.id)))[:3]
+    rows, t = load_split(manifest_path, maps, "train", None, True, ids=ids)
+    assert rows.id.tolist() == ids and rows.attrs["root"] == str(tiny_prepared)
+    assert t["style"].tolist() == [int(train.set_index("id")["style"][i]) for i in ids]
+    for j, i in enumerate(ids):  # aligned size (64) kept: the decoded files themselves
+        r = train.set_index("id").loc[i]
+        photo = np.asarray(Image.open(tiny_prepared / r.photo).convert("RGB"))
+        assert t["photo"].dtype == torch.uint8 and np.array_equal(t["photo"][j].permute(1, 2, 0).numpy(), photo)
+        assert np.array_equal(t["sketch"][j, 0].numpy(), np.asarray(Image.open(tiny_prepared / r.sketch).convert("L")))
+        d = encoding.load_depth(encoding.map_path(maps, "depth", "train", i))
+        np.testing.assert_allclose(t["depth"][j, 0].numpy(), d, atol=1e-6)
+    _, small = load_split(manifest_path, maps, "train", 32, True, ids=ids)
+    assert small["photo"].shape == (3, 3, 32, 32) and small["sketch"].shape == (3, 1, 32, 32)
+    assert small["depth"].shape == (3, 1, 32, 32) and small["photo"].dtype == torch.uint8
+    # 2x2 block means, as an antialiased halving of smooth images nearly is
+    halves = t["photo"].float().reshape(3, 3, 32, 2, 32, 2).mean((3, 5))
+    assert (small["photo"].float() - halves).abs().mean() < 3
+    dh = t["depth"].reshape(3, 1, 32, 2, 32, 2).mean((3, 5))
+    assert (small["depth"] - dh).abs().mean() < 0.02
+    _, no_depth = load_split(manifest_path, None, "test", None, False)
+    assert "depth" not in no_depth and len(no_depth["photo"]) == (full.split == "test").sum()
+
+
+def test_load_split_errors_name_what_is_missing(tiny_prepared):
+    from facesketch.errors import DataError
+    from facesketch.train.data import load_split
+
+    with pytest.raises(DataError, match="needs depth maps; give --maps"):
+        load_split(tiny_prepared / "manifest.parquet", None, "train", None, True)
+    with pytest.raises(DataError, match=r"manifest\.parquet: no train pairs"):
+        load_split(tiny_prepared / "manifest.parquet", None, "train", None, False, ids=[])
