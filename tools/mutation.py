@@ -32,13 +32,56 @@ REVIEWED = REPO / "tools" / "mutation_survivors.txt"
 R = "tests/test_regressions.py::"
 E2E = R + "test_style_index_reaches_the_table_cell_of_its_style"
 TEXTURAL = R + "test_textural_loss_compares_with_the_ground_truth_sketch"
-M = "tests/test_mutants.py"  # fast tests written against the survivors of `make mutate`
+M = "tests/test_mutants.py::"  # fast tests written against the survivors of `make mutate`, by module
+M_FILEIO = [M + t for t in ("test_transparent_sketch_pixels_become_white_paper",
+                            "test_palette_and_la_images_are_flattened_on_white",
+                            "test_palette_alpha_tiff_is_flattened_on_white",
+                            "test_only_grey_and_rgb_requests_are_flattened",
+                            "test_read_image_without_a_mode_keeps_the_file_mode_and_detaches_from_it",
+                            "test_missing_and_corrupt_images_are_data_errors_naming_the_file",
+                            "test_file_hashes_match_hashlib_and_git",
+                            "test_parquet_is_written_without_the_frame_index",
+                            "test_the_write_probe_is_made_inside_the_folder",
+                            "test_atomic_outputs_get_the_umask_mode_and_keep_their_suffix",
+                            "test_a_failing_block_leaves_neither_temporary_nor_final_file",
+                            "test_unwritable_destination_is_a_data_error_naming_it",
+                            "test_write_errors_name_the_file_the_reason_and_a_hint_per_errno",
+                            "test_json_is_sorted_indented_and_converts_numpy_and_paths",
+                            "test_save_image_round_trips_uint8_and_refuses_other_types")]
+M_DATA = [M + t for t in ("test_training_crops_are_one_window_of_the_zero_padded_pair",
+                          "test_training_epochs_visit_each_pair_once_and_replay_from_the_saved_state",
+                          "test_resize_u8_keeps_same_size_and_rounds_to_uint8",
+                          "test_load_split_decodes_resizes_and_keeps_the_asked_order",
+                          "test_load_split_errors_name_what_is_missing")]
+M_INFER = [M + t for t in ("test_fit_to_centres_padding_and_crops_with_the_odd_pixel_after",
+                           "test_network_inputs_resize_to_input_image_then_frame_photo_and_depth",
+                           "test_network_outputs_crop_grey_resize_and_clamp",
+                           "test_infer_mode_train_draws_one_image_at_a_time_with_dropout_on",
+                           "test_a_file_without_spec_or_generators_is_not_a_model",
+                           "test_cross_style_inference_draws_the_first_photos_in_every_style")]
+M_PROTOCOL = [M + t for t in ("test_round_half_away_from_zero_as_matlab",
+                              "test_rgb2gray_drops_alpha_passes_grey_and_clips",
+                              "test_keys_cubic_kernel_by_hand", "test_uint8_resize_clips_the_cubic_overshoot",
+                              "test_contributions_sum_to_one_and_mirror_at_the_border",
+                              "test_original_framing_cuts_the_crop_box_scaled_to_the_result",
+                              "test_native_ground_truth_is_the_crop_box_of_the_archive_sketch",
+                              "test_native_ground_truth_of_a_transparent_sketch_is_on_white_paper")]
+M_EVALUATE = [M + t for t in ("test_cpu_metrics_file_each_value_under_its_metric_and_image",
+                              "test_ms_ssim_is_scored_when_the_image_holds_five_scales",
+                              "test_fid_and_kid_per_group_with_replicates_and_too_small_sets",
+                              "test_missing_network_weights_give_named_nan_rows_when_allowed",
+                              "test_real_features_are_cached_per_network_and_ground_truth")]
+M_NETWORKS = [M + t for t in ("test_a_wrong_weights_file_is_a_weights_error_naming_it",
+                              "test_lpips_network_is_frozen_and_refuses_wrong_shapes_by_name")]
+M_FSIM = [M + "test_fsim_equals_piq_on_odd_and_downsampled_sizes"]
 TESTS = {
-    "src/facesketch/metrics/evaluate.py": ["tests/test_metrics.py", E2E],
+    "src/facesketch/metrics/evaluate.py": ["tests/test_metrics.py", E2E] + M_EVALUATE,
     "src/facesketch/metrics/fid.py": ["tests/test_metrics.py", E2E],
-    "src/facesketch/metrics/networks.py": ["tests/test_metrics.py", E2E],
-    "src/facesketch/metrics/protocol.py": ["tests/test_metrics.py", R + "test_resize_passes_run_in_matlabs_order"],
-    "src/facesketch/metrics/fsim.py": ["tests/test_metrics.py", R + "test_fsim_constants_on_low_contrast_images"],
+    "src/facesketch/metrics/networks.py": ["tests/test_metrics.py", E2E] + M_NETWORKS,
+    "src/facesketch/metrics/protocol.py": ["tests/test_metrics.py", R + "test_resize_passes_run_in_matlabs_order"]
+    + M_PROTOCOL,
+    "src/facesketch/metrics/fsim.py": ["tests/test_metrics.py", R + "test_fsim_constants_on_low_contrast_images"]
+    + M_FSIM,
     "src/facesketch/metrics/scoot.py": ["tests/test_metrics.py"],
     "src/facesketch/metrics/similarity.py": ["tests/test_metrics.py"],
     "src/facesketch/report/tables.py": ["tests/test_report.py", E2E],
@@ -46,13 +89,13 @@ TESTS = {
                                         R + "test_dog_mask_logits_receive_their_true_gradient",
                                         R + "test_gaussian_depth_pyramid_uses_the_binomial_kernel"],
     "src/facesketch/train/data.py": [R + "test_training_batches_carry_the_style_of_their_pair",
-                                     TEXTURAL, M],
+                                     TEXTURAL] + M_DATA,
     "src/facesketch/train/infer.py": [E2E,
                                       R + "test_inference_framing_puts_each_pixel_back_where_it_was",
-                                      "tests/test_train.py::test_test_framing_round_trips", M],
+                                      "tests/test_train.py::test_test_framing_round_trips"] + M_INFER,
     "src/facesketch/train/losses.py": ["tests/test_losses.py", TEXTURAL],
     "src/facesketch/fileio.py": [R + "test_a_kill_between_write_and_rename_leaves_no_final_file",
-                                 "tests/test_report.py", M],
+                                 "tests/test_report.py"] + M_FILEIO,
 }
 TESTED = ("killed", "survived", "timeout", "suspicious", "segfault")
 
