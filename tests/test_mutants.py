@@ -953,3 +953,28 @@ def test_load_split_errors_name_what_is_missing(tiny_prepared):
         load_split(tiny_prepared / "manifest.parquet", None, "train", None, True)
     with pytest.raises(DataError, match=r"manifest\.parquet: no train pairs"):
         load_split(tiny_prepared / "manifest.parquet", None, "train", None, False, ids=[])
+
+
+def test_every_cpu_metric_in_the_catalogue_computes_its_definition():
+    """The catalogue's functions (the scorer computes FSIM through cached features instead, so its
+    catalogue entry is checked here): float values of the pair (result, ground truth), against piq."""
+    import piq
+
+    from facesketch.metrics.catalogue import CPU_METRICS, LOWER_IS_BETTER, METRICS, SET_METRICS
+
+    from .test_metrics import _scoot_by_hand, _ssim_brute_force
+
+    assert CPU_METRICS == ("SCOOT", "FSIM", "SSIM", "MS-SSIM") and SET_METRICS == ("FID", "KID")
+    assert LOWER_IS_BETTER == {"FID", "KID", "LPIPS"}
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:176, 0:176]
+    g = np.clip(128 + 90 * np.sin(xx / 9) * np.cos(yy / 13), 0, 255).astype(np.uint8)
+    r = np.clip(g.astype(int) + rng.integers(-50, 50, g.shape), 0, 255).astype(np.uint8)
+    tr, tg = torch.from_numpy(r).float()[None, None], torch.from_numpy(g).float()[None, None]
+    values = {m: METRICS[m].cpu(r, g) for m in CPU_METRICS}
+    assert all(type(v) is float for v in values.values())
+    assert values["FSIM"] == pytest.approx(piq.fsim(tr, tg, data_range=255.0, chromatic=False).item(), abs=2e-5)
+    assert values["MS-SSIM"] == pytest.approx(piq.multi_scale_ssim(tr, tg, data_range=255.0).item(), abs=5e-5)
+    small_r, small_g = r[:40, :40], g[:40, :40]  # the loops are slow: a corner
+    assert METRICS["SSIM"].cpu(small_r, small_g) == pytest.approx(_ssim_brute_force(small_r, small_g), abs=1e-9)
+    assert METRICS["SCOOT"].cpu(small_r, small_g) == pytest.approx(_scoot_by_hand(small_g, small_r), abs=1e-9)

@@ -74,6 +74,7 @@ M_EVALUATE = [M + t for t in ("test_cpu_metrics_file_each_value_under_its_metric
 M_NETWORKS = [M + t for t in ("test_a_wrong_weights_file_is_a_weights_error_naming_it",
                               "test_lpips_network_is_frozen_and_refuses_wrong_shapes_by_name")]
 M_FSIM = [M + "test_fsim_equals_piq_on_odd_and_downsampled_sizes"]
+M_CATALOGUE = [M + "test_every_cpu_metric_in_the_catalogue_computes_its_definition"]
 TESTS = {
     "src/facesketch/metrics/evaluate.py": ["tests/test_metrics.py", E2E] + M_EVALUATE,
     "src/facesketch/metrics/fid.py": ["tests/test_metrics.py", E2E],
@@ -82,8 +83,8 @@ TESTS = {
     + M_PROTOCOL,
     "src/facesketch/metrics/fsim.py": ["tests/test_metrics.py", R + "test_fsim_constants_on_low_contrast_images"]
     + M_FSIM,
-    "src/facesketch/metrics/scoot.py": ["tests/test_metrics.py"],
-    "src/facesketch/metrics/similarity.py": ["tests/test_metrics.py"],
+    "src/facesketch/metrics/scoot.py": ["tests/test_metrics.py"] + M_CATALOGUE,
+    "src/facesketch/metrics/similarity.py": ["tests/test_metrics.py"] + M_CATALOGUE,
     "src/facesketch/report/tables.py": ["tests/test_report.py", E2E],
     "src/facesketch/models/layers.py": ["tests/test_models.py", R + "test_dyspade_residual_forms_match_their_equations",
                                         R + "test_dog_mask_logits_receive_their_true_gradient",
