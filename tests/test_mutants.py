@@ -978,3 +978,24 @@ def test_every_cpu_metric_in_the_catalogue_computes_its_definition():
     small_r, small_g = r[:40, :40], g[:40, :40]  # the loops are slow: a corner
     assert METRICS["SSIM"].cpu(small_r, small_g) == pytest.approx(_ssim_brute_force(small_r, small_g), abs=1e-9)
     assert METRICS["SCOOT"].cpu(small_r, small_g) == pytest.approx(_scoot_by_hand(small_g, small_r), abs=1e-9)
+
+
+# --- metrics/fid: the smallest sets ----------------------------------------------------------------
+
+
+def test_fid_is_defined_from_two_images_per_set_and_nan_below():
+    import warnings
+
+    from facesketch.metrics.fid import fid_from_features
+
+    from .test_regressions import frechet_here
+
+    rng = np.random.default_rng(4)
+    r2, f2 = rng.normal(size=(2, 3)), rng.normal(size=(2, 3)) + 1
+    # two samples: rank-1 covariances, still a distance (the means and one direction each)
+    assert fid_from_features(r2, f2) == pytest.approx(frechet_here(r2, f2), rel=1e-6)
+    r5 = rng.normal(size=(5, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no covariance of one sample is ever attempted
+        for real, fake in ((r5, f2[:1]), (r2[:1], r5), (r5[:0], r5)):
+            assert np.isnan(fid_from_features(real, fake))

@@ -74,10 +74,11 @@ M_EVALUATE = [M + t for t in ("test_cpu_metrics_file_each_value_under_its_metric
 M_NETWORKS = [M + t for t in ("test_a_wrong_weights_file_is_a_weights_error_naming_it",
                               "test_lpips_network_is_frozen_and_refuses_wrong_shapes_by_name")]
 M_FSIM = [M + "test_fsim_equals_piq_on_odd_and_downsampled_sizes"]
+M_FID = [M + "test_fid_is_defined_from_two_images_per_set_and_nan_below"]
 M_CATALOGUE = [M + "test_every_cpu_metric_in_the_catalogue_computes_its_definition"]
 TESTS = {
     "src/facesketch/metrics/evaluate.py": ["tests/test_metrics.py", E2E] + M_EVALUATE,
-    "src/facesketch/metrics/fid.py": ["tests/test_metrics.py", E2E],
+    "src/facesketch/metrics/fid.py": ["tests/test_metrics.py", E2E] + M_FID,
     "src/facesketch/metrics/networks.py": ["tests/test_metrics.py", E2E] + M_NETWORKS,
     "src/facesketch/metrics/protocol.py": ["tests/test_metrics.py", R + "test_resize_passes_run_in_matlabs_order"]
     + M_PROTOCOL,
