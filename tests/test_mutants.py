@@ -690,6 +690,15 @@ def _job(key, result, gt, **kw):
                "", 0, 0, 0, 0, 0)
 
 
+def test_only_image_files_are_results(tmp_path):
+    from facesketch.metrics.evaluate import index_results
+
+    (tmp_path / "photo1_image0001.png").mkdir()          # a folder named like a result is not one
+    (tmp_path / "photo1_image0002.txt").write_text("x")  # nor is a file of another kind
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "photo1_image0003.TIFF")
+    assert index_results(tmp_path) == {"photo1_image0003": tmp_path / "photo1_image0003.TIFF"}
+
+
 def test_cpu_metrics_file_each_value_under_its_metric_and_image(tmp_path):
     """Each (result, metric) value is the metric's own definition on that pair: SCOOT and SSIM by the
     slow loops of test_metrics, FSIM by piq; a failing metric and an unreadable result are NaN with
@@ -888,6 +897,7 @@ def test_real_features_are_cached_per_network_and_ground_truth(tmp_path, monkeyp
     assert len(list(cache.glob("fid_real_features_*.npz"))) == 2
     assert content_id(gts[0]) != content_id(gts[0].T.copy()) != content_id(gts[0][:8])
     assert content_id(gts[0]) == content_id(gts[0].copy())
+    assert content_id(gts[0]) != content_id(gts[0].reshape(8, 32))  # the same bytes framed otherwise
 
 
 def test_lpips_network_is_frozen_and_refuses_wrong_shapes_by_name():

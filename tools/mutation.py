@@ -66,7 +66,7 @@ M_PROTOCOL = [M + t for t in ("test_round_half_away_from_zero_as_matlab",
                               "test_original_framing_cuts_the_crop_box_scaled_to_the_result",
                               "test_native_ground_truth_is_the_crop_box_of_the_archive_sketch",
                               "test_native_ground_truth_of_a_transparent_sketch_is_on_white_paper")]
-M_EVALUATE = [M + t for t in ("test_cpu_metrics_file_each_value_under_its_metric_and_image",
+M_EVALUATE = [M + t for t in ("test_only_image_files_are_results","test_cpu_metrics_file_each_value_under_its_metric_and_image",
                               "test_ms_ssim_is_scored_when_the_image_holds_five_scales",
                               "test_fid_and_kid_per_group_with_replicates_and_too_small_sets",
                               "test_missing_network_weights_give_named_nan_rows_when_allowed",
