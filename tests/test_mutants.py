@@ -1009,3 +1009,21 @@ def test_fid_is_defined_from_two_images_per_set_and_nan_below():
         warnings.simplefilter("error")  # no covariance of one sample is ever attempted
         for real, fake in ((r5, f2[:1]), (r2[:1], r5), (r5[:0], r5)):
             assert np.isnan(fid_from_features(real, fake))
+
+
+# --- metrics/similarity: batches -------------------------------------------------------------------
+
+
+def test_ssim_of_a_batch_is_each_pair_by_matlabs_definition():
+    from facesketch.metrics.similarity import ssim_matlab
+
+    from .test_metrics import _ssim_brute_force
+
+    rng = np.random.default_rng(9)
+    a = rng.integers(0, 256, (3, 14, 23)).astype(np.uint8)   # not square: rows and columns differ
+    b = np.clip(a + rng.normal(0, 35, a.shape), 0, 255).astype(np.uint8)
+    b[1] = b[1, :, ::-1]                                      # one pair far apart, so the values differ
+    got = ssim_matlab(b, a)
+    assert got.shape == (3,)
+    for k in range(3):
+        assert got[k] == pytest.approx(_ssim_brute_force(b[k], a[k]), abs=1e-12)
