@@ -1027,3 +1027,21 @@ def test_ssim_of_a_batch_is_each_pair_by_matlabs_definition():
     assert got.shape == (3,)
     for k in range(3):
         assert got[k] == pytest.approx(_ssim_brute_force(b[k], a[k]), abs=1e-12)
+
+
+# --- metrics/scoot: blocks without pixel pairs -----------------------------------------------------
+
+
+def test_scoot_of_images_too_small_for_every_block():
+    """Three rows split into four block rows leave a block row empty: its co-occurrence matrix is
+    all zero and its probabilities are zero (not 0/0), as the definition's loops give."""
+    from facesketch.metrics.scoot import scoot
+
+    from .test_metrics import _scoot_by_hand
+
+    rng = np.random.default_rng(2)
+    for shape in ((3, 9), (9, 3), (2, 2)):
+        a = rng.integers(0, 256, shape).astype(np.uint8)
+        b = rng.integers(0, 256, shape).astype(np.uint8)
+        want = _scoot_by_hand(a, b)
+        assert np.isfinite(want) and scoot(b, a) == pytest.approx(want, abs=1e-12)

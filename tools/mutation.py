@@ -77,6 +77,7 @@ M_NETWORKS = [M + t for t in ("test_a_wrong_weights_file_is_a_weights_error_nami
 M_FSIM = [M + "test_fsim_equals_piq_on_odd_and_downsampled_sizes"]
 M_FID = [M + "test_fid_is_defined_from_two_images_per_set_and_nan_below"]
 M_CATALOGUE = [M + "test_every_cpu_metric_in_the_catalogue_computes_its_definition"]
+M_SCOOT = [M + "test_scoot_of_images_too_small_for_every_block"]
 M_SIMILARITY = [M + "test_ssim_of_a_batch_is_each_pair_by_matlabs_definition"]
 TESTS = {
     "src/facesketch/metrics/evaluate.py": ["tests/test_metrics.py", E2E] + M_EVALUATE,
@@ -86,7 +87,7 @@ TESTS = {
     + M_PROTOCOL,
     "src/facesketch/metrics/fsim.py": ["tests/test_metrics.py", R + "test_fsim_constants_on_low_contrast_images"]
     + M_FSIM,
-    "src/facesketch/metrics/scoot.py": ["tests/test_metrics.py"] + M_CATALOGUE,
+    "src/facesketch/metrics/scoot.py": ["tests/test_metrics.py"] + M_CATALOGUE + M_SCOOT,
     "src/facesketch/metrics/similarity.py": ["tests/test_metrics.py"] + M_CATALOGUE + M_SIMILARITY,
     "src/facesketch/report/tables.py": ["tests/test_report.py", E2E],
     "src/facesketch/models/layers.py": ["tests/test_models.py", R + "test_dyspade_residual_forms_match_their_equations",
