@@ -140,7 +140,7 @@ def report(args) -> int:
     full = {k: v for k, v in status.items() if module_of(k) in complete}
     f_rate, f_killed, f_tested = summary(full)
     f_equiv = sum(v == "survived" and k in known for k, v in full.items())
-    lines = ["# Mutation testing report", "",
+    lines = ["# Mutation testing report", ""] + ([args.note, ""] if args.note else []) + [
              f"Kill rate {rate}: {killed} of {tested} tested mutants killed (timeouts count as killed); "
              f"{sum(s == 'not checked' for s in status.values())} not checked, "
              f"{sum(s == 'no tests' for s in status.values())} reached by no fast test.", "",
@@ -249,6 +249,7 @@ def main() -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("report")
     r.add_argument("--out", default="mutation-report.md")
+    r.add_argument("--note", default="", help="a paragraph put under the title (how and when it was run)")
     s = sub.add_parser("sample")
     s.add_argument("--key", type=int, default=None)
     s.add_argument("--functions", type=int, default=3)
