@@ -575,13 +575,16 @@ def test_native_ground_truth_of_a_transparent_sketch_is_on_white_paper(tmp_path)
 # --- metrics/fsim: against piq on the sizes the even-sized test does not reach ---------------------
 
 
-@pytest.mark.parametrize("shape", [(37, 45), (44, 31), (400, 396)])
+@pytest.mark.parametrize("shape", [(37, 45), (44, 31), (384, 388)])
 def test_fsim_equals_piq_on_odd_and_downsampled_sizes(shape):
-    """Odd sides take the other branch of the frequency grid; sides over 383 are averaged down by
-    round(min side / 256) first. piq.fsim (chromatic=False) is the independent implementation."""
+    """Odd sides take the other branch of the frequency grid; sides of 384 and more are averaged
+    down by round(min side / 256) first (384 is the first: round(1.5) = 2). piq.fsim
+    (chromatic=False) is the independent implementation."""
     import piq
 
-    from facesketch.metrics.fsim import fsim
+    from facesketch.metrics.fsim import filter_bank, fsim
+
+    filter_bank.cache_clear()  # built here, by the code under test, not by an earlier test
 
     rng = np.random.default_rng(sum(shape))
     yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
@@ -593,6 +596,24 @@ def test_fsim_equals_piq_on_odd_and_downsampled_sizes(shape):
     theirs = piq.fsim(x, y, data_range=255.0, reduction="none", chromatic=False).numpy()
     np.testing.assert_allclose(ours, theirs, atol=2e-5)
     assert 0 < ours.min() and ours.max() < 1
+
+
+def test_fsim_of_a_flat_image_against_a_textured_one_equals_piq():
+    """A flat image has no filter response at all: its phase congruency is eps / eps = 1."""
+    import piq
+
+    from facesketch.metrics.fsim import filter_bank, fsim, phase_congruency
+
+    filter_bank.cache_clear()
+    yy, xx = np.mgrid[0:40, 0:48]
+    textured = (120 + 60 * np.sin(xx / 5) * np.cos(yy / 4)).clip(0, 255)
+    flat = np.full((40, 48), 200.0)
+    assert bool((phase_congruency(torch.full((1, 1, 40, 48), 200.0)) == 1).all())
+    x = torch.from_numpy(np.stack([flat, textured])[:, None]).float()
+    y = torch.from_numpy(np.stack([textured, flat])[:, None]).float()
+    ours = fsim(x, y).numpy()
+    theirs = piq.fsim(x, y, data_range=255.0, reduction="none", chromatic=False).numpy()
+    np.testing.assert_allclose(ours, theirs, atol=2e-5)
 
 
 # --- train/infer: the command's file layout ------------------------------------------------------

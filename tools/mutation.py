@@ -74,7 +74,8 @@ M_EVALUATE = [M + t for t in ("test_only_image_files_are_results",
                               "test_real_features_are_cached_per_network_and_ground_truth")]
 M_NETWORKS = [M + t for t in ("test_a_wrong_weights_file_is_a_weights_error_naming_it",
                               "test_lpips_network_is_frozen_and_refuses_wrong_shapes_by_name")]
-M_FSIM = [M + "test_fsim_equals_piq_on_odd_and_downsampled_sizes"]
+M_FSIM = [M + "test_fsim_equals_piq_on_odd_and_downsampled_sizes",
+          M + "test_fsim_of_a_flat_image_against_a_textured_one_equals_piq"]
 M_FID = [M + "test_fid_is_defined_from_two_images_per_set_and_nan_below"]
 M_CATALOGUE = [M + "test_every_cpu_metric_in_the_catalogue_computes_its_definition"]
 M_SCOOT = [M + "test_scoot_of_images_too_small_for_every_block"]
