@@ -342,6 +342,16 @@ def test_training_epochs_visit_each_pair_once_and_replay_from_the_saved_state():
     a.set_state(saved)
     again = [x.photo for x in a.epoch(2)]
     assert all(torch.equal(x, y) for x, y in zip(first, again))
+    # crops and flips come from the dataset's own generator, never the global one
+    c = DeviceDataset(t, torch.device("cpu"), 2, 6, True, seed=5)   # 10 px padded, 6 px crops: offsets 0..4
+    d = DeviceDataset(t, torch.device("cpu"), 2, 6, True, seed=5)
+    idx = torch.arange(5)
+    torch.manual_seed(1)
+    from_c = [c.batch(idx).photo for _ in range(4)]
+    torch.manual_seed(2)
+    from_d = [d.batch(idx).photo for _ in range(4)]
+    assert all(torch.equal(x, y) for x, y in zip(from_c, from_d))
+    assert not all(torch.equal(from_c[0], x) for x in from_c[1:])  # and they do vary from batch to batch
     with pytest.raises(DataError, match=r"\(8\).*input.crop \(9\)"):
         DeviceDataset(t, torch.device("cpu"), 1, 9, True, seed=0)
 
