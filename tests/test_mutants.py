@@ -312,6 +312,7 @@ def test_training_crops_are_one_window_of_the_zero_padded_pair(monkeypatch):
     ds = DeviceDataset(t, torch.device("cpu"), pad, crop, False, seed=3)
     for _ in range(10):
         b = ds.batch(torch.tensor([1]))
+        assert b.style.tolist() == [[1.0, 0.0, 0.0]]  # three columns even when the batch has only style 0
         photo = np.pad(t["photo"][1].numpy(), ((0, 0), (pad, pad), (pad, pad))).astype(np.int64)
         got = np.round((b.photo[0].double().numpy() + 1) * 127.5).astype(np.int64)
         assert [f for _, _, f in _window_of(got, photo, crop)] == [False]
@@ -364,6 +365,13 @@ def test_resize_u8_keeps_same_size_and_rounds_to_uint8():
     # a constant image stays that constant at any size
     y = _resize_u8(torch.full((1, 3, 6, 6), 77, dtype=torch.uint8), 4)
     assert y.dtype == torch.uint8 and y.shape == (1, 3, 4, 4) and bool((y == 77).all())
+    assert bool((_resize_u8(torch.zeros((1, 1, 6, 6), dtype=torch.uint8), 4) == 0).all())
+    # shrinking 4 -> 1 is antialiased: the triangle kernel stretched 4x weighs pixel centres 0.5..3.5
+    # around 2 by 1 - |x - 2| / 4 = 0.625, 0.875, 0.875, 0.625 (sum 3); a bright first column gives
+    # 255 * 0.625 / 3 = 53.1 (plain bilinear would sample between the middle two only: 0)
+    edge = torch.zeros((1, 1, 4, 4), dtype=torch.uint8)
+    edge[..., 0] = 255
+    assert _resize_u8(edge, 1).item() == 53
     # 2 -> 1 by symmetry is the mean, 127.5: rounded (to 128), not truncated
     z = _resize_u8(torch.tensor([[[[0, 255], [0, 255]]]], dtype=torch.uint8), 1)
     assert z.tolist() == [[[[128]]]]
