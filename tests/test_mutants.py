@@ -1099,3 +1099,112 @@ def test_scoot_of_images_too_small_for_every_block():
         b = rng.integers(0, 256, shape).astype(np.uint8)
         want = _scoot_by_hand(a, b)
         assert np.isfinite(want) and scoot(b, a) == pytest.approx(want, abs=1e-12)
+
+
+# --- train/losses: gradients, the textural loss's modes, the geometric loss ------------------------
+
+
+def _gradients_here(x: np.ndarray, kind: str, grey: str, padding: str) -> np.ndarray:
+    """(B, 2, H, W) by scipy's correlate with the 3x3 kernels written out (Sobel; Prewitt / 3)."""
+    from scipy.ndimage import correlate
+
+    k = (np.array([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]]) if kind == "sobel"
+         else np.array([[-1.0, 0, 1], [-1, 0, 1], [-1, 0, 1]]) / 3)
+    g = x.sum(1) if grey == "sum" else np.tensordot(np.array([0.2989, 0.5870, 0.1140]), x, axes=([0], [1]))
+    mode = {"replicate": "nearest", "zeros": "constant"}[padding]
+    return np.stack([np.stack([correlate(im, k, mode=mode, cval=0.0), correlate(im, k.T, mode=mode, cval=0.0)])
+                     for im in g])
+
+
+def test_image_gradients_and_textural_loss_in_every_mode_against_scipy():
+    from facesketch.train.losses import image_gradients, textural_loss, textural_mode_args
+
+    rng = np.random.default_rng(8)
+    yy, xx = np.mgrid[0:9, 0:11]
+    p = np.stack([np.stack([xx * 0.1 - 0.5, yy * 0.08 - 0.3, rng.uniform(-1, 1, (9, 11))]) for _ in range(2)])
+    r = np.stack([np.stack([yy * 0.05, -xx * 0.07, rng.uniform(-1, 1, (9, 11))]) for _ in range(2)])
+    tp, tr = torch.from_numpy(p).float(), torch.from_numpy(r).float()
+
+    def loss_here(kind, grey, padding):
+        gp, gr = _gradients_here(p, kind, grey, padding), _gradients_here(r, kind, grey, padding)
+        cos = (gp * gr).sum(1) / (np.linalg.norm(gp, axis=1) * np.linalg.norm(gr, axis=1) + 1e-6)
+        return float((1 - cos).mean())
+
+    for kind in ("sobel", "prewitt"):
+        for grey in ("luminance", "sum"):
+            for padding in ("replicate", "zeros"):
+                np.testing.assert_allclose(image_gradients(tp, kind, grey, padding).numpy(),
+                                           _gradients_here(p, kind, grey, padding), atol=1e-5)
+                assert textural_loss(tp, tr, kind, grey=grey, padding=padding).item() == pytest.approx(
+                    loss_here(kind, grey, padding), abs=1e-5)
+    # the defaults are the paper's mode: Sobel, luminance, replicate
+    np.testing.assert_allclose(image_gradients(tp).numpy(), _gradients_here(p, "sobel", "luminance", "replicate"),
+                               atol=1e-5)
+    assert textural_loss(tp, tr).item() == pytest.approx(loss_here("sobel", "luminance", "replicate"), abs=1e-5)
+    # each config mode gives its loss: the paper's, and the released code's (Prewitt / 3 of R+G+B, zeros)
+    assert textural_loss(tp, tr, **textural_mode_args("sobel_target")).item() == pytest.approx(
+        loss_here("sobel", "luminance", "replicate"), abs=1e-5)
+    assert textural_loss(tp, tr, **textural_mode_args("prewitt_photo")).item() == pytest.approx(
+        loss_here("prewitt", "sum", "zeros"), abs=1e-5)
+    assert textural_loss(tp, tp).item() == pytest.approx(0.0, abs=1e-4)  # eps and float32 only
+    with pytest.raises(ValueError, match="unknown textural mode 'nope'"):
+        textural_mode_args("nope")
+
+
+def test_geometric_loss_default_is_the_papers_mse_and_rmse_of_equal_maps_is_zero():
+    from facesketch.train.losses import geometric_loss
+
+    a = torch.tensor([[0.0, 0.5], [1.0, 0.25]])
+    b = torch.tensor([[0.5, 0.5], [0.0, 0.25]])
+    assert geometric_loss(a, b).item() == pytest.approx((0.25 + 1.0) / 4)
+    assert geometric_loss(a, b, "rmse").item() == pytest.approx(((0.25 + 1.0) / 4) ** 0.5)
+    z = geometric_loss(a, a, "rmse")
+    assert torch.isfinite(z) and z.item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_gan_losses_by_hand_on_asymmetric_logits():
+    """Logits whose means are not 0 and feature lists of three (two intermediate maps, then logits),
+    so every sign and the choice of the last map matter."""
+    from facesketch.train.losses import GANLoss
+
+    def out(logits):
+        return [torch.full((2,), 7.0), torch.full((2,), -3.0), torch.tensor(logits)]
+
+    real, fake = out([2.0, 0.5]), out([-2.0, 0.3])
+    h = GANLoss("hinge")
+    # D: relu(1 - r) = 0, 0.5 -> 0.25; relu(1 + f) = 0, 1.3 -> 0.65
+    assert h.d_loss(real, fake).item() == pytest.approx(0.25 + 0.65)
+    assert h.g_loss(fake).item() == pytest.approx(-(-2.0 + 0.3) / 2)  # -mean f = 0.85
+    # the released extra term: (mean f - mean r)^4 = (-0.85 - 1.25)^4
+    assert GANLoss("hinge", d_extra=True).d_loss(real, fake).item() == pytest.approx(0.9 + 2.1 ** 4)
+    ls = GANLoss("lsgan")
+    assert ls.d_loss(real, fake).item() == pytest.approx(0.5 * (((2 - 1) ** 2 + 0.5 ** 2) / 2 + (4 + 0.09) / 2))
+    assert ls.g_loss(fake).item() == pytest.approx(((-3) ** 2 + 0.7 ** 2) / 2)
+    v = GANLoss()  # the default is the vanilla (cross-entropy) loss: log(1 + e^-x) for a real target
+    want = (np.log1p(np.exp(2.0)) + np.log1p(np.exp(-0.3))) / 2
+    assert v.g_loss(fake).item() == pytest.approx(want, rel=1e-6)
+    # two scales: summed
+    assert h.d_loss([real, real], [fake, fake]).item() == pytest.approx(2 * 0.9)
+
+
+def test_edge_loss_feeds_hed_images_in_0_1():
+    from facesketch.train.losses import EdgeLoss
+
+    seen = []
+
+    class Hed(torch.nn.Module):
+        def forward(self, x):
+            seen.append(x.detach().clone())
+            return x[:, :1]
+
+    class Lpips(torch.nn.Module):
+        def forward(self, a, b):
+            return (a - b).abs().mean((1, 2, 3))
+
+    loss = EdgeLoss(Hed(), Lpips())
+    real = torch.tensor([-1.0, 0.0, 1.0]).view(1, 1, 1, 3)
+    rec = torch.tensor([1.0, 0.0, -1.0]).view(1, 1, 1, 3)
+    value = loss(real, rec)
+    assert torch.equal(seen[0], torch.tensor([0.0, 0.5, 1.0]).view(1, 1, 1, 3).expand(1, 3, 1, 3))
+    # LPIPS sees the edge maps back in [-1, 1]: here the inputs themselves, |real - rec| averaged
+    assert value.item() == pytest.approx((2 + 0 + 2) / 3)

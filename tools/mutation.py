@@ -78,6 +78,9 @@ M_FSIM = [M + "test_fsim_equals_piq_on_odd_and_downsampled_sizes",
           M + "test_fsim_of_a_flat_image_against_a_textured_one_equals_piq"]
 M_FID = [M + "test_fid_is_defined_from_two_images_per_set_and_nan_below"]
 M_CATALOGUE = [M + "test_every_cpu_metric_in_the_catalogue_computes_its_definition"]
+M_LOSSES = [M + t for t in ("test_image_gradients_and_textural_loss_in_every_mode_against_scipy",
+                            "test_geometric_loss_default_is_the_papers_mse_and_rmse_of_equal_maps_is_zero",
+                            "test_gan_losses_by_hand_on_asymmetric_logits", "test_edge_loss_feeds_hed_images_in_0_1")]
 M_SCOOT = [M + "test_scoot_of_images_too_small_for_every_block"]
 M_SIMILARITY = [M + "test_ssim_of_a_batch_is_each_pair_by_matlabs_definition"]
 TESTS = {
@@ -99,7 +102,7 @@ TESTS = {
     "src/facesketch/train/infer.py": [E2E,
                                       R + "test_inference_framing_puts_each_pixel_back_where_it_was",
                                       "tests/test_train.py::test_test_framing_round_trips"] + M_INFER,
-    "src/facesketch/train/losses.py": ["tests/test_losses.py", TEXTURAL],
+    "src/facesketch/train/losses.py": ["tests/test_losses.py", TEXTURAL] + M_LOSSES,
     "src/facesketch/fileio.py": [R + "test_a_kill_between_write_and_rename_leaves_no_final_file",
                                  "tests/test_report.py"] + M_FILEIO,
 }
