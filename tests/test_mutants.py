@@ -1187,24 +1187,39 @@ def test_gan_losses_by_hand_on_asymmetric_logits():
     assert h.d_loss([real, real], [fake, fake]).item() == pytest.approx(2 * 0.9)
 
 
-def test_edge_loss_feeds_hed_images_in_0_1():
+def test_edge_loss_feeds_hed_images_in_0_1_and_lpips_edges_in_minus_1_1():
     from facesketch.train.losses import EdgeLoss
 
-    seen = []
+    seen, compared = [], []
 
-    class Hed(torch.nn.Module):
+    class Hed(torch.nn.Module):  # an "edge map" in [0, 1]: the first channel itself
         def forward(self, x):
             seen.append(x.detach().clone())
             return x[:, :1]
 
     class Lpips(torch.nn.Module):
         def forward(self, a, b):
+            compared.append((a.detach().clone(), b.detach().clone()))
             return (a - b).abs().mean((1, 2, 3))
 
     loss = EdgeLoss(Hed(), Lpips())
-    real = torch.tensor([-1.0, 0.0, 1.0]).view(1, 1, 1, 3)
-    rec = torch.tensor([1.0, 0.0, -1.0]).view(1, 1, 1, 3)
+    real = torch.tensor([-1.0, 0.0, 1.0]).view(1, 1, 1, 3).repeat(2, 1, 1, 1)  # a batch of two
+    rec = torch.tensor([1.0, 0.0, -1.0]).view(1, 1, 1, 3).repeat(2, 1, 1, 1)
     value = loss(real, rec)
-    assert torch.equal(seen[0], torch.tensor([0.0, 0.5, 1.0]).view(1, 1, 1, 3).expand(1, 3, 1, 3))
-    # LPIPS sees the edge maps back in [-1, 1]: here the inputs themselves, |real - rec| averaged
+    assert torch.equal(seen[0], torch.tensor([0.0, 0.5, 1.0]).view(1, 1, 1, 3).expand(2, 3, 1, 3))
+    # LPIPS gets the edge maps mapped back to [-1, 1] (2 e - 1) on three channels: here the inputs themselves
+    a, b = compared[0]
+    assert torch.equal(a, real.expand(2, 3, 1, 3)) and torch.equal(b, rec.expand(2, 3, 1, 3))
     assert value.item() == pytest.approx((2 + 0 + 2) / 3)
+
+
+def test_vgg_loss_network_is_frozen():
+    import torchvision
+
+    from facesketch.train.losses import VGGLoss
+
+    net = VGGLoss(torchvision.models.vgg19(weights=None).state_dict())
+    assert not any(p.requires_grad for p in net.parameters())
+    x = torch.rand(1, 1, 32, 32, requires_grad=True)
+    net(x, torch.rand(1, 1, 32, 32)).backward()  # the gradient reaches the image only
+    assert x.grad is not None and all(p.grad is None for p in net.parameters())

@@ -80,7 +80,9 @@ M_FID = [M + "test_fid_is_defined_from_two_images_per_set_and_nan_below"]
 M_CATALOGUE = [M + "test_every_cpu_metric_in_the_catalogue_computes_its_definition"]
 M_LOSSES = [M + t for t in ("test_image_gradients_and_textural_loss_in_every_mode_against_scipy",
                             "test_geometric_loss_default_is_the_papers_mse_and_rmse_of_equal_maps_is_zero",
-                            "test_gan_losses_by_hand_on_asymmetric_logits", "test_edge_loss_feeds_hed_images_in_0_1")]
+                            "test_gan_losses_by_hand_on_asymmetric_logits",
+                            "test_edge_loss_feeds_hed_images_in_0_1_and_lpips_edges_in_minus_1_1",
+                            "test_vgg_loss_network_is_frozen")]
 M_SCOOT = [M + "test_scoot_of_images_too_small_for_every_block"]
 M_SIMILARITY = [M + "test_ssim_of_a_batch_is_each_pair_by_matlabs_definition"]
 TESTS = {
