@@ -1003,8 +1003,8 @@ def test_load_split_decodes_resizes_and_keeps_the_asked_order(tiny_prepared):
     # 1/8, 3/8, 3/8, 1/8 on input pixels 2j-1 .. 2j+2 of output j, renormalised where the border cuts it
     np.testing.assert_allclose(small["depth"].numpy(), _halve_here(t["depth"].double().numpy()), atol=1e-5)
     assert np.abs(small["photo"].numpy().astype(float) - _halve_here(t["photo"].double().numpy())).max() <= 0.5 + 1e-6
-    _, one = load_split(manifest_path, maps, "train", 32, True, ids=ids[:1])  # a split of one pair
-    assert one["photo"].shape == (1, 3, 32, 32) and torch.equal(one["photo"][0], small["photo"][0])
+    _, one = load_split(manifest_path, maps, "train", None, True, ids=ids[:1])  # a split of one pair
+    assert one["photo"].shape == (1, 3, 64, 64) and torch.equal(one["photo"][0], t["photo"][0])
     _, no_depth = load_split(manifest_path, None, "test", None, False)
     assert "depth" not in no_depth and len(no_depth["photo"]) == (full.split == "test").sum()
 
@@ -1220,6 +1220,11 @@ def test_vgg_loss_network_is_frozen():
 
     net = VGGLoss(torchvision.models.vgg19(weights=None).state_dict())
     assert not any(p.requires_grad for p in net.parameters())
-    x = torch.rand(1, 1, 32, 32, requires_grad=True)
-    net(x, torch.rand(1, 1, 32, 32)).backward()  # the gradient reaches the image only
+    x = torch.rand(2, 1, 32, 32, requires_grad=True)
+    y = torch.rand(2, 1, 32, 32)
+    value = net(x, y)
+    value.backward()  # the gradient reaches the images only
+    # grey batches are compared as three equal channels
+    assert value.item() == pytest.approx(net(x.detach().expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1)).item(),
+                                         rel=1e-6)
     assert x.grad is not None and all(p.grad is None for p in net.parameters())
