@@ -1228,3 +1228,60 @@ def test_vgg_loss_network_is_frozen():
     assert value.item() == pytest.approx(net(x.detach().expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1)).item(),
                                          rel=1e-6)
     assert x.grad is not None and all(p.grad is None for p in net.parameters())
+
+
+def test_unpaired_depth_model_draws_with_g_a_from_its_depth_into_an_existing_folder(tiny_prepared, tmp_path,
+                                                                                  monkeypatch):
+    """An unpaired model (G_A photo -> sketch, G_B back) that reads depth, in eval mode: the drawing
+    is G_A's, made from the test photo's own depth map, framed back; the batch size is kept."""
+    import json as _json
+
+    import pandas as pd
+    from torch import nn
+
+    from facesketch.config import load_config
+    from facesketch.maps import encoding
+    from facesketch.models import registry
+    from facesketch.train import checkpoint as ckpt
+    from facesketch.train.infer import infer
+
+    from .conftest import REPO, write_depth_blobs
+    from .test_regressions import small
+
+    class DepthEcho(nn.Module):  # G_A: the sketch is the depth map, in [-1, 1]
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(1))
+
+        def forward(self, x, depth=None, style=None):
+            return self.w * depth * 2 - 1
+
+    class Blank(nn.Module):  # G_B: anything else would show up as a blank drawing
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(1))
+
+        def forward(self, x, depth=None, style=None):
+            return torch.ones_like(x[:, :1]) * self.w
+
+    maps = write_depth_blobs(tiny_prepared, "maps_infer_mutants", (30, 28), (5, 3), 700.0)
+    spec = small(load_config(REPO / "config.yaml")["resolved"]["pix2pix"], image=64, pad=4, crop=72)
+    spec["generator"]["num_downs"] = 3
+    spec["infer"] = dict(spec.get("infer", {}), mode="eval")
+    model = tmp_path / "model.pt"
+    ckpt.save(model, {"spec": _json.dumps(spec), "generators": {"G_A": DepthEcho().state_dict(),
+                                                                "G_B": Blank().state_dict()}})
+    monkeypatch.setattr(registry, "build", lambda s: {"G_A": DepthEcho(), "G_B": Blank(), "D_A": nn.Identity()})
+    monkeypatch.setattr(registry, "needs_depth", lambda s: True)
+    manifest_path = tiny_prepared / "manifest.parquet"
+    manifest = pd.read_parquet(manifest_path)
+    ids = sorted(manifest[(manifest.split == "test") & (manifest["style"] == 0)].id)
+    out = tmp_path / "drawn"
+    out.mkdir()
+    (out / "keep.txt").write_text("already here")
+    assert infer(spec, model, manifest_path, maps, out, "Style1", batch_size=2, device="cpu") == len(ids)
+    assert (out / "keep.txt").read_text() == "already here"
+    for i in ids:
+        got = np.asarray(Image.open(out / f"{i}.png"))
+        want = np.round(encoding.load_depth(encoding.map_path(maps, "depth", "test", i)) * 255)
+        assert got.shape == want.shape and np.abs(got.astype(float) - want).max() <= 1
