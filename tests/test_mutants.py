@@ -1271,7 +1271,8 @@ def test_unpaired_depth_model_draws_with_g_a_from_its_depth_into_an_existing_fol
     model = tmp_path / "model.pt"
     ckpt.save(model, {"spec": _json.dumps(spec), "generators": {"G_A": DepthEcho().state_dict(),
                                                                 "G_B": Blank().state_dict()}})
-    monkeypatch.setattr(registry, "build", lambda s: {"G_A": DepthEcho(), "G_B": Blank(), "D_A": nn.Identity()})
+    monkeypatch.setattr(registry, "build",  # networks are built from the spec the model file holds
+                        lambda s: {"G_A": DepthEcho(), "G_B": Blank(), "D_A": nn.Identity()} if s == spec else {})
     monkeypatch.setattr(registry, "needs_depth", lambda s: True)
     manifest_path = tiny_prepared / "manifest.parquet"
     manifest = pd.read_parquet(manifest_path)
