@@ -1286,3 +1286,28 @@ def test_unpaired_depth_model_draws_with_g_a_from_its_depth_into_an_existing_fol
         got = np.asarray(Image.open(out / f"{i}.png"))
         want = np.round(encoding.load_depth(encoding.map_path(maps, "depth", "test", i)) * 255)
         assert got.shape == want.shape and np.abs(got.astype(float) - want).max() <= 1
+
+
+def test_inference_resizes_as_pillow_does():
+    """Photos and depth to input.image: antialiased bilinear; outputs back to the aligned size:
+    antialiased bicubic, both ways. Pillow's resize (BILINEAR, BICUBIC on float images) is the
+    independent implementation of both filters."""
+    from facesketch.train.infer import network_inputs, network_outputs
+
+    def pil(a: np.ndarray, size: int, how) -> np.ndarray:
+        return np.asarray(Image.fromarray(a.astype(np.float32), "F").resize((size, size), how))
+
+    rng = np.random.default_rng(12)
+    photo = rng.integers(0, 256, (1, 3, 10, 10)).astype(np.uint8)
+    depth = rng.uniform(0, 1, (1, 1, 10, 10)).astype(np.float32)
+    spec = {"input": {"image": 4, "crop": 6}}
+    x, d = network_inputs(torch.from_numpy(photo), torch.from_numpy(depth), spec)
+    for c in range(3):
+        np.testing.assert_allclose(x[0, c, 1:5, 1:5].numpy(), pil(photo[0, c], 4, Image.BILINEAR) / 127.5 - 1,
+                                   atol=1e-5)
+    np.testing.assert_allclose(d[0, 0, 1:5, 1:5].numpy(), pil(depth[0, 0], 4, Image.BILINEAR), atol=1e-5)
+    for image, size in ((8, 4), (4, 8)):  # a variant drawing at 512 shrinks to 250; one at 128 grows
+        y = rng.uniform(-0.8, 0.8, (1, 1, image + 2, image + 2)).astype(np.float32)
+        out = network_outputs(torch.from_numpy(y), {"input": {"image": image, "crop": image + 2}}, size)
+        want = np.clip(pil(y[0, 0, 1:-1, 1:-1], size, Image.BICUBIC), -1, 1)
+        np.testing.assert_allclose(out[0, 0].numpy(), want, atol=1e-5)

@@ -59,7 +59,8 @@ M_INFER = [M + t for t in ("test_fit_to_centres_padding_and_crops_with_the_odd_p
                            "test_infer_mode_train_draws_one_image_at_a_time_with_dropout_on",
                            "test_a_file_without_spec_or_generators_is_not_a_model",
                            "test_cross_style_inference_draws_the_first_photos_in_every_style",
-                           "test_unpaired_depth_model_draws_with_g_a_from_its_depth_into_an_existing_folder")]
+                           "test_unpaired_depth_model_draws_with_g_a_from_its_depth_into_an_existing_folder",
+                           "test_inference_resizes_as_pillow_does")]
 M_PROTOCOL = [M + t for t in ("test_round_half_away_from_zero_as_matlab",
                               "test_rgb2gray_drops_alpha_passes_grey_and_clips",
                               "test_keys_cubic_kernel_by_hand", "test_uint8_resize_clips_the_cubic_overshoot",
