@@ -1311,3 +1311,31 @@ def test_inference_resizes_as_pillow_does():
         out = network_outputs(torch.from_numpy(y), {"input": {"image": image, "crop": image + 2}}, size)
         want = np.clip(pil(y[0, 0, 1:-1, 1:-1], size, Image.BICUBIC), -1, 1)
         np.testing.assert_allclose(out[0, 0].numpy(), want, atol=1e-5)
+
+
+def test_evaluate_folder_lists_missing_and_ignored_files_beside_the_metrics(tiny_prepared, tmp_path):
+    import pandas as pd
+
+    from facesketch import STYLES
+    from facesketch.metrics.evaluate import evaluate_folder
+    from facesketch.metrics.inputs import issues_path
+
+    manifest = pd.read_parquet(tiny_prepared / "manifest.parquet")
+    test = manifest[manifest.split == "test"].sort_values("id")
+    res = tmp_path / "res"
+    res.mkdir()
+    for r in test.iloc[1:].itertuples():
+        Image.fromarray(np.asarray(Image.open(tiny_prepared / r.sketch).convert("L"))).save(res / f"{r.id}.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(res / "notes.png")  # not named by FS2K id
+    out = tmp_path / "o.parquet"
+    df = evaluate_folder(res, tiny_prepared / "manifest.parquet", out, {"names": ["SSIM"], "framing": "aligned"},
+                         tmp_path, framing="aligned", label="theirs", device="cpu")
+    assert set(df.variant) == {"theirs"} and set(df.seed) == {0}
+    issues = pd.read_parquet(issues_path(out)).set_index("issue")
+    first = test.iloc[0]
+    missing = issues.loc[["missing"]]
+    assert len(missing) == 1
+    assert missing.iloc[0].to_dict() == {"variant": "theirs", "seed": 0, "style": STYLES[int(first["style"])],
+                                         "image_id": first.id, "file": "", "detail": f"no result in {res}"}
+    ignored = issues.loc[["ignored"]]
+    assert ignored.file.tolist() == [str(res / "notes.png")] and ignored.seed.tolist() == [0]
