@@ -735,7 +735,13 @@ def test_only_image_files_are_results(tmp_path):
     (tmp_path / "photo1_image0001.png").mkdir()          # a folder named like a result is not one
     (tmp_path / "photo1_image0002.txt").write_text("x")  # nor is a file of another kind
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "photo1_image0003.TIFF")
-    assert index_results(tmp_path) == {"photo1_image0003": tmp_path / "photo1_image0003.TIFF"}
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "photo3_image0004.tif")
+    # the released HIDA test script's names: <subset>_image<number>
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "2_image0005.jpg")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "2-image0006.jpg")  # not that pattern
+    assert index_results(tmp_path) == {"photo1_image0003": tmp_path / "photo1_image0003.TIFF",
+                                       "photo3_image0004": tmp_path / "photo3_image0004.tif",
+                                       "photo2_image0005": tmp_path / "2_image0005.jpg"}
 
 
 def test_cpu_metrics_file_each_value_under_its_metric_and_image(tmp_path):
