@@ -1345,3 +1345,31 @@ def test_evaluate_folder_lists_missing_and_ignored_files_beside_the_metrics(tiny
                                          "image_id": first.id, "file": "", "detail": f"no result in {res}"}
     ignored = issues.loc[["ignored"]]
     assert ignored.file.tolist() == [str(res / "notes.png")] and ignored.seed.tolist() == [0]
+
+
+def test_score_variant_lists_missing_and_ignored_samples_and_refuses_other_folders(tiny_prepared, tmp_path):
+    import pandas as pd
+
+    from facesketch.errors import DataError
+    from facesketch.metrics.evaluate import score_variant
+    from facesketch.metrics.inputs import issues_path
+
+    manifest = pd.read_parquet(tiny_prepared / "manifest.parquet")
+    test = manifest[(manifest.split == "test") & (manifest["style"] == 1)].sort_values("id")
+    d = tmp_path / "samples" / "v" / "3" / "Style2"
+    d.mkdir(parents=True)
+    for r in test.iloc[1:].itertuples():
+        Image.fromarray(np.asarray(Image.open(tiny_prepared / r.sketch).convert("L"))).save(d / f"{r.id}.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(d / "stray.png")
+    spec = {"variant": "v", "metrics": {"names": ["SSIM"], "framing": "aligned"}}
+    out = tmp_path / "v.parquet"
+    df = score_variant(spec, tiny_prepared / "manifest.parquet", [d], out, tmp_path, device="cpu")
+    assert set(df.seed) == {3} and set(df.style_asked) == {"Style2"} and len(df) == len(test)
+    assert df.set_index("image_id").value.isna().to_dict() == {i: i == test.iloc[0].id for i in test.id}
+    issues = pd.read_parquet(issues_path(out))
+    got = {(r.issue, r.variant, r.seed, r.style, r.image_id, Path(r.file).name) for r in issues.itertuples()}
+    assert got == {("missing", "v", 3, "Style2", test.iloc[0].id, f"{test.iloc[0].id}.png"),
+                   ("ignored", "v", 3, "Style2", "stray", "stray.png")}
+    with pytest.raises(DataError, match=r"Other: sample folders end in <seed>/<Style1\|Style2\|Style3>"):
+        score_variant(spec, tiny_prepared / "manifest.parquet", [tmp_path / "samples" / "v" / "3" / "Other"], out,
+                      tmp_path, device="cpu")

@@ -70,6 +70,7 @@ M_PROTOCOL = [M + t for t in ("test_round_half_away_from_zero_as_matlab",
                               "test_native_ground_truth_of_a_transparent_sketch_is_on_white_paper")]
 M_EVALUATE = [M + t for t in ("test_only_image_files_are_results",
                               "test_evaluate_folder_lists_missing_and_ignored_files_beside_the_metrics",
+                              "test_score_variant_lists_missing_and_ignored_samples_and_refuses_other_folders",
                               "test_cpu_metrics_file_each_value_under_its_metric_and_image",
                               "test_ms_ssim_is_scored_when_the_image_holds_five_scales",
                               "test_fid_and_kid_per_group_with_replicates_and_too_small_sets",
