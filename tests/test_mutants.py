@@ -1366,6 +1366,7 @@ def test_score_variant_lists_missing_and_ignored_samples_and_refuses_other_folde
     df = score_variant(spec, tiny_prepared / "manifest.parquet", [d], out, tmp_path, device="cpu")
     assert set(df.seed) == {3} and set(df.style_asked) == {"Style2"} and len(df) == len(test)
     assert df.set_index("image_id").value.isna().to_dict() == {i: i == test.iloc[0].id for i in test.id}
+    assert df.set_index("image_id").reason[test.iloc[0].id] == "no result image"  # missing, not unreadable
     issues = pd.read_parquet(issues_path(out))
     got = {(r.issue, r.variant, r.seed, r.style, r.image_id, Path(r.file).name) for r in issues.itertuples()}
     assert got == {("missing", "v", 3, "Style2", test.iloc[0].id, f"{test.iloc[0].id}.png"),
