@@ -18,6 +18,12 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
+# No tqdm monitor thread in tests: mutmut forks a process per mutant from one that has run the
+# tests, and a fork taken while that thread holds tqdm's lock deadlocks the child's first bar.
+import tqdm  # noqa: E402
+
+tqdm.tqdm.monitor_interval = 0
+
 # (subset, size (w, h), styles by split) of the synthetic archive
 SUBSETS = {"photo1": (250, 250), "photo2": (223, 318), "photo3": (475, 340)}
 

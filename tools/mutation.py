@@ -32,26 +32,85 @@ REVIEWED = REPO / "tools" / "mutation_survivors.txt"
 R = "tests/test_regressions.py::"
 E2E = R + "test_style_index_reaches_the_table_cell_of_its_style"
 TEXTURAL = R + "test_textural_loss_compares_with_the_ground_truth_sketch"
+M = "tests/test_mutants.py::"  # fast tests written against the survivors of `make mutate`, by module
+M_FILEIO = [M + t for t in ("test_transparent_sketch_pixels_become_white_paper",
+                            "test_palette_and_la_images_are_flattened_on_white",
+                            "test_palette_alpha_tiff_is_flattened_on_white",
+                            "test_only_grey_and_rgb_requests_are_flattened",
+                            "test_read_image_without_a_mode_keeps_the_file_mode_and_detaches_from_it",
+                            "test_missing_and_corrupt_images_are_data_errors_naming_the_file",
+                            "test_file_hashes_match_hashlib_and_git",
+                            "test_parquet_is_written_without_the_frame_index",
+                            "test_the_write_probe_is_made_inside_the_folder",
+                            "test_atomic_outputs_get_the_umask_mode_and_keep_their_suffix",
+                            "test_a_failing_block_leaves_neither_temporary_nor_final_file",
+                            "test_unwritable_destination_is_a_data_error_naming_it",
+                            "test_write_errors_name_the_file_the_reason_and_a_hint_per_errno",
+                            "test_json_is_sorted_indented_and_converts_numpy_and_paths",
+                            "test_save_image_round_trips_uint8_and_refuses_other_types")]
+M_DATA = [M + t for t in ("test_training_crops_are_one_window_of_the_zero_padded_pair",
+                          "test_training_epochs_visit_each_pair_once_and_replay_from_the_saved_state",
+                          "test_resize_u8_keeps_same_size_and_rounds_to_uint8",
+                          "test_load_split_decodes_resizes_and_keeps_the_asked_order",
+                          "test_load_split_errors_name_what_is_missing")]
+M_INFER = [M + t for t in ("test_fit_to_centres_padding_and_crops_with_the_odd_pixel_after",
+                           "test_network_inputs_resize_to_input_image_then_frame_photo_and_depth",
+                           "test_network_outputs_crop_grey_resize_and_clamp",
+                           "test_infer_mode_train_draws_one_image_at_a_time_with_dropout_on",
+                           "test_a_file_without_spec_or_generators_is_not_a_model",
+                           "test_cross_style_inference_draws_the_first_photos_in_every_style",
+                           "test_unpaired_depth_model_draws_with_g_a_from_its_depth_into_an_existing_folder",
+                           "test_inference_resizes_as_pillow_does")]
+M_PROTOCOL = [M + t for t in ("test_round_half_away_from_zero_as_matlab",
+                              "test_rgb2gray_drops_alpha_passes_grey_and_clips",
+                              "test_keys_cubic_kernel_by_hand", "test_uint8_resize_clips_the_cubic_overshoot",
+                              "test_contributions_sum_to_one_and_mirror_at_the_border",
+                              "test_original_framing_cuts_the_crop_box_scaled_to_the_result",
+                              "test_native_ground_truth_is_the_crop_box_of_the_archive_sketch",
+                              "test_native_ground_truth_of_a_transparent_sketch_is_on_white_paper")]
+M_EVALUATE = [M + t for t in ("test_only_image_files_are_results",
+                              "test_evaluate_folder_lists_missing_and_ignored_files_beside_the_metrics",
+                              "test_score_variant_lists_missing_and_ignored_samples_and_refuses_other_folders",
+                              "test_cpu_metrics_file_each_value_under_its_metric_and_image",
+                              "test_ms_ssim_is_scored_when_the_image_holds_five_scales",
+                              "test_fid_and_kid_per_group_with_replicates_and_too_small_sets",
+                              "test_missing_network_weights_give_named_nan_rows_when_allowed",
+                              "test_real_features_are_cached_per_network_and_ground_truth")]
+M_NETWORKS = [M + t for t in ("test_a_wrong_weights_file_is_a_weights_error_naming_it",
+                              "test_lpips_network_is_frozen_and_refuses_wrong_shapes_by_name")]
+M_FSIM = [M + "test_fsim_equals_piq_on_odd_and_downsampled_sizes",
+          M + "test_fsim_of_a_flat_image_against_a_textured_one_equals_piq"]
+M_FID = [M + "test_fid_is_defined_from_two_images_per_set_and_nan_below"]
+M_CATALOGUE = [M + "test_every_cpu_metric_in_the_catalogue_computes_its_definition"]
+M_LOSSES = [M + t for t in ("test_image_gradients_and_textural_loss_in_every_mode_against_scipy",
+                            "test_geometric_loss_default_is_the_papers_mse_and_rmse_of_equal_maps_is_zero",
+                            "test_gan_losses_by_hand_on_asymmetric_logits",
+                            "test_edge_loss_feeds_hed_images_in_0_1_and_lpips_edges_in_minus_1_1",
+                            "test_vgg_loss_network_is_frozen")]
+M_SCOOT = [M + "test_scoot_of_images_too_small_for_every_block"]
+M_SIMILARITY = [M + "test_ssim_of_a_batch_is_each_pair_by_matlabs_definition"]
 TESTS = {
-    "src/facesketch/metrics/evaluate.py": ["tests/test_metrics.py", E2E],
-    "src/facesketch/metrics/fid.py": ["tests/test_metrics.py", E2E],
-    "src/facesketch/metrics/networks.py": ["tests/test_metrics.py", E2E],
-    "src/facesketch/metrics/protocol.py": ["tests/test_metrics.py", R + "test_resize_passes_run_in_matlabs_order"],
-    "src/facesketch/metrics/fsim.py": ["tests/test_metrics.py", R + "test_fsim_constants_on_low_contrast_images"],
-    "src/facesketch/metrics/scoot.py": ["tests/test_metrics.py"],
-    "src/facesketch/metrics/similarity.py": ["tests/test_metrics.py"],
+    "src/facesketch/metrics/evaluate.py": ["tests/test_metrics.py", E2E] + M_EVALUATE,
+    "src/facesketch/metrics/fid.py": ["tests/test_metrics.py", E2E] + M_FID,
+    "src/facesketch/metrics/networks.py": ["tests/test_metrics.py", E2E] + M_NETWORKS,
+    "src/facesketch/metrics/protocol.py": ["tests/test_metrics.py", R + "test_resize_passes_run_in_matlabs_order"]
+    + M_PROTOCOL,
+    "src/facesketch/metrics/fsim.py": ["tests/test_metrics.py", R + "test_fsim_constants_on_low_contrast_images"]
+    + M_FSIM,
+    "src/facesketch/metrics/scoot.py": ["tests/test_metrics.py"] + M_CATALOGUE + M_SCOOT,
+    "src/facesketch/metrics/similarity.py": ["tests/test_metrics.py"] + M_CATALOGUE + M_SIMILARITY,
     "src/facesketch/report/tables.py": ["tests/test_report.py", E2E],
     "src/facesketch/models/layers.py": ["tests/test_models.py", R + "test_dyspade_residual_forms_match_their_equations",
                                         R + "test_dog_mask_logits_receive_their_true_gradient",
                                         R + "test_gaussian_depth_pyramid_uses_the_binomial_kernel"],
     "src/facesketch/train/data.py": [R + "test_training_batches_carry_the_style_of_their_pair",
-                                     TEXTURAL],
+                                     TEXTURAL] + M_DATA,
     "src/facesketch/train/infer.py": [E2E,
                                       R + "test_inference_framing_puts_each_pixel_back_where_it_was",
-                                      "tests/test_train.py::test_test_framing_round_trips"],
-    "src/facesketch/train/losses.py": ["tests/test_losses.py", TEXTURAL],
+                                      "tests/test_train.py::test_test_framing_round_trips"] + M_INFER,
+    "src/facesketch/train/losses.py": ["tests/test_losses.py", TEXTURAL] + M_LOSSES,
     "src/facesketch/fileio.py": [R + "test_a_kill_between_write_and_rename_leaves_no_final_file",
-                                 "tests/test_report.py"],
+                                 "tests/test_report.py"] + M_FILEIO,
 }
 TESTED = ("killed", "survived", "timeout", "suspicious", "segfault")
 
@@ -84,18 +143,31 @@ def report(args) -> int:
     if not status:
         print("no mutmut results: run `make mutate` first", file=sys.stderr)
         return 1
+    known = reviewed()
     rate, killed, tested = summary(status)
-    lines = ["# Mutation testing report", "",
+    modules = sorted({module_of(m) for m in status})
+    complete = [mod for mod in modules if not any(s == "not checked" for k, s in status.items() if module_of(k) == mod)]
+    full = {k: v for k, v in status.items() if module_of(k) in complete}
+    f_rate, f_killed, f_tested = summary(full)
+    f_equiv = sum(v == "survived" and k in known for k, v in full.items())
+    lines = ["# Mutation testing report", ""] + ([args.note, ""] if args.note else []) + [
              f"Kill rate {rate}: {killed} of {tested} tested mutants killed (timeouts count as killed); "
              f"{sum(s == 'not checked' for s in status.values())} not checked, "
              f"{sum(s == 'no tests' for s in status.values())} reached by no fast test.", "",
-             "| module | killed | tested | rate | survived | no tests |", "|---|---|---|---|---|---|"]
-    for mod in sorted({module_of(m) for m in status}):
+             f"Modules run completely ({len(complete)} of {len(modules)}): {f_killed} of {f_tested} killed ({f_rate}); "
+             f"with the {f_equiv} survivors reviewed as equivalent (tools/mutation_survivors.txt) left out, "
+             + (f"{100 * f_killed / (f_tested - f_equiv):.1f}%." if f_tested > f_equiv else "n/a."), "",
+             "| module | mutants | killed | tested | rate | survived | reviewed equivalent | rate without them "
+             "| no tests | not checked |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for mod in modules:
         part = {k: v for k, v in status.items() if module_of(k) == mod}
         r, k, t = summary(part)
         c = Counter(part.values())
-        lines.append(f"| {mod} | {k} | {t} | {r} | {c['survived']} | {c['no tests']} |")
-    known = reviewed()
+        eq = sum(v == "survived" and m in known for m, v in part.items())
+        r2 = f"{100 * k / (t - eq):.1f}%" if t > eq else "n/a"
+        lines.append(f"| {mod}{'' if mod in complete else ' (partial)'} | {len(part)} | {k} | {t} | {r} | "
+                     f"{c['survived']} | {eq} | {r2} | {c['no tests']} | {c['not checked']} |")
     survivors = sorted(m for m, s in status.items() if s == "survived")
     lines += ["", f"## Survivors ({len(survivors)}; reviewed ones in tools/mutation_survivors.txt)", ""]
     for m in survivors:
@@ -104,7 +176,8 @@ def report(args) -> int:
         lines.append(f"- `{m}`{' (reviewed)' if m in known else ''}: " + " / ".join(f"`{x.strip()}`" for x in changed))
     text = "\n".join(lines) + "\n"
     Path(args.out).write_text(text, encoding="utf-8")
-    print(f"kill rate {rate} ({killed}/{tested}); report: {args.out}")
+    print(f"kill rate {rate} ({killed}/{tested}); modules run completely: {', '.join(complete) or 'none'}; "
+          f"report: {args.out}")
     return 0
 
 
@@ -186,6 +259,7 @@ def main() -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("report")
     r.add_argument("--out", default="mutation-report.md")
+    r.add_argument("--note", default="", help="a paragraph put under the title (how and when it was run)")
     s = sub.add_parser("sample")
     s.add_argument("--key", type=int, default=None)
     s.add_argument("--functions", type=int, default=3)

@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from facesketch.fileio import read_array
 
@@ -99,7 +98,7 @@ def ground_truth(row, root: Path, framing: str) -> np.ndarray:
     archive's resolution."""
     if framing == "aligned":
         return load_grey(root / row.sketch)
-    full = rgb2gray(np.asarray(Image.fromarray(read_array(Path(row.sketch_source))).convert("RGB")))
+    full = rgb2gray(read_array(Path(row.sketch_source), "RGB"))  # transparent paper is white, as the scorer's
     x, y, s = int(row.crop_x), int(row.crop_y), int(row.crop_size)
     return full[y:y + s, x:x + s]
 
