@@ -141,13 +141,25 @@ def test_ms_ssim_equals_piq_and_refuses_small_images():
     import piq
 
     rng = np.random.default_rng(4)
-    # 250: FS2K's size; odd sizes exercise the replicated row/column before each 2x2 mean
-    for shape in [(3, 250, 250), (2, 161, 161), (1, 201, 333)]:
-        a = rng.integers(0, 256, shape).astype(np.float32)
-        b = np.clip(a + rng.normal(0, 30, shape), 0, 255).astype(np.float32)
+    # 250: FS2K's size; odd sizes (one side odd, the other even, at some scale) exercise the replicated
+    # row/column before each 2x2 mean. Structured images whose brightness differs, so that every scale's
+    # contrast-structure term and the coarsest scale's luminance term (C1) move the value.
+    for shape in [(3, 250, 250), (2, 161, 161), (1, 170, 333)]:
+        n, h, w = shape
+        yy, xx = np.mgrid[0:h, 0:w]
+        a = np.stack([96 + 80 * np.sin(xx / (9 + 4 * i)) * np.cos(yy / 23) + 60 * ((xx // 40 + yy // 30) % 2)
+                      for i in range(n)])
+        a = np.clip(a + rng.normal(0, 8, shape), 0, 255).astype(np.float32)
+        b = np.clip(0.55 * a + 70 + rng.normal(0, 20, shape), 0, 255).astype(np.float32)
         theirs = piq.multi_scale_ssim(torch.from_numpy(a[:, None]), torch.from_numpy(b[:, None]), data_range=255.0,
                                       reduction="none", scale_weights=torch.tensor(similarity.MS_SSIM_WEIGHTS))
         np.testing.assert_allclose(similarity.ms_ssim(a, b), theirs.numpy(), atol=1e-5)
+        # dark versions (means near 0): C1 is then as large as the means' squares
+        dark_a, dark_b = a / 40, b / 80
+        theirs = piq.multi_scale_ssim(torch.from_numpy(dark_a[:, None]), torch.from_numpy(dark_b[:, None]),
+                                      data_range=255.0, reduction="none",
+                                      scale_weights=torch.tensor(similarity.MS_SSIM_WEIGHTS))
+        np.testing.assert_allclose(similarity.ms_ssim(dark_a, dark_b), theirs.numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="161x161"):  # evaluate.py files it as "MS-SSIM failed: ..."
         similarity.ms_ssim(np.zeros((160, 300)), np.zeros((160, 300)))
 
