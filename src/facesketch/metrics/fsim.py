@@ -92,13 +92,14 @@ def phase_congruency(x: torch.Tensor) -> torch.Tensor:
         sum_e, sum_o = even.sum(1, keepdim=True), odd.sum(1, keepdim=True)
         norm = torch.sqrt(sum_e ** 2 + sum_o ** 2) + eps
         mean_e, mean_o = sum_e / norm, sum_o / norm
-        energy = (even * mean_e).addcmul_(odd, mean_o)  # in place: fewer full-size temporaries
-        energy -= (even * mean_o).addcmul_(odd, mean_e, value=-1).abs_()
+        # sum over scales of (even mean_e + odd mean_o) is sum_e mean_e + sum_o mean_o = norm - eps
+        # (up to rounding): only the |even mean_o - odd mean_e| term needs every scale
+        energy = (sum_e * mean_e + sum_o * mean_o)[:, 0] - (even * mean_o).addcmul_(odd, mean_e, value=-1).abs_().sum(1)
         median_e2n = _lower_median(an[:, 0] ** 2)
         noise_power = (-median_e2n / math.log(0.5)) / em_n[o]
         tau = torch.sqrt((2 * noise_power * sum_an2[o] + 4 * noise_power * sum_ai_aj[o]) / 2)
         threshold = (tau * math.sqrt(math.pi / 2) + K * torch.sqrt((2 - math.pi / 2) * tau ** 2)) / 1.7
-        energy_all += (energy.sum(1) - threshold[:, None, None]).clamp_(min=0)
+        energy_all += (energy - threshold[:, None, None]).clamp_(min=0)
     return (energy_all + eps) / (an_all + eps)
 
 
