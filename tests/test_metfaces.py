@@ -353,22 +353,23 @@ def test_killed_training_resumes_to_the_weights_of_an_unbroken_run(cfg, stand_in
     import subprocess
     import sys
 
-    from facesketch.exemplar.train import train
-
     weights = tmp_path / "weights"
     _cocosnet_vgg_stand_in(weights)
     spec = _small(metfaces.variant_spec(cfg, "metfaces_cocosnet"))
     spec["schedule"] = {"epochs": 1, "decay_epochs": 1}  # two epochs, the second at a decayed rate
     manifest = stand_in / "manifest.parquet"
-    unbroken = torch.load(train(spec, manifest, None, tmp_path / "unbroken", weights_dir=weights, device="cpu"),
-                          weights_only=True)["net"]
+
+    def cmd(run: Path) -> list[str]:
+        return [sys.executable, "-m", "facesketch.cli", "exemplar-train", "--spec", json.dumps(spec), "--manifest",
+                str(manifest), "--weights", str(weights), "--out", str(run), "--device", "cpu"]
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # every run with the same reduction order
+    assert subprocess.run(cmd(tmp_path / "unbroken"), env=env, capture_output=True).returncode == 0
+    unbroken = torch.load(tmp_path / "unbroken" / "model.pt", weights_only=True)["net"]
     run = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "facesketch.cli", "exemplar-train", "--spec", json.dumps(spec), "--manifest",
-           str(manifest), "--weights", str(weights), "--out", str(run), "--device", "cpu"]
-    killed = subprocess.run(cmd, env=dict(os.environ, FACESKETCH_KILL_AFTER_EPOCHS="1"), capture_output=True,
-                            text=True)
+    killed = subprocess.run(cmd(run), env=dict(env, FACESKETCH_KILL_AFTER_EPOCHS="1"), capture_output=True, text=True)
     assert killed.returncode == 137 and (run / "last.pt").is_file() and not (run / "model.pt").exists()
-    resumed = subprocess.run(cmd, capture_output=True, text=True)
+    resumed = subprocess.run(cmd(run), env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming after epoch 1 of 2" in resumed.stderr
     final = torch.load(run / "model.pt", weights_only=True)["net"]
