@@ -33,7 +33,7 @@ full: install
 	$(BIN)/snakemake --report results/report.html
 
 test: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist worksteal
 
 # Mutation testing of the modules whose numbers reach the tables ([tool.mutmut] in pyproject.toml),
 # against their fast tests; one worker at the lowest priority (it runs for hours on two cores).

@@ -168,3 +168,14 @@ def write_depth_blobs(prepared: Path, folder: str, centre: tuple[int, int], shif
         encoding.save_map(root, "depth", r.split, r.id, encoding.encode_depth(d))
     return root
 
+
+
+# The two longest tests first, one on each worker of `-n 2 --dist worksteal`: otherwise the DVC demo
+# (about 8 minutes) may start last and run alone while the other worker idles.
+LONGEST_FIRST = ("tests/test_workflow.py::test_demo_end_to_end_with_dvc",
+                 "tests/test_cluster_profiles.py::test_slurm_profile_runs_demo_jobs_through_the_plugin")
+
+
+def pytest_collection_modifyitems(config, items):
+    first = {nodeid: i for i, nodeid in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: first.get(item.nodeid, len(first)))
