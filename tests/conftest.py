@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -179,3 +180,18 @@ LONGEST_FIRST = ("tests/test_workflow.py::test_demo_end_to_end_with_dvc",
 def pytest_collection_modifyitems(config, items):
     first = {nodeid: i for i, nodeid in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: first.get(item.nodeid, len(first)))
+
+
+class StandInInception(torch.nn.Module):
+    """A fast stand-in for FID's Inception (its weights cannot be downloaded here): a fixed random
+    projection of the pooled image to 64 features (not 2048: the matrix square roots of the bootstrap
+    stay fast on two cores), returned as pytorch-fid's network returns them ([(N, 64, 1, 1)])."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.w = torch.nn.Parameter(torch.randn(3 * 16 * 16, 64, generator=g) / 16, requires_grad=False)
+
+    def forward(self, x):
+        y = torch.tanh(torch.nn.functional.adaptive_avg_pool2d(x, 16).flatten(1) @ self.w)
+        return [y[:, :, None, None]]

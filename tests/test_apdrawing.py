@@ -14,6 +14,8 @@ from PIL import Image
 from facesketch.data import apdrawing
 from facesketch.errors import DataError, UnsafeArchiveError
 
+from .conftest import StandInInception
+
 
 def _pair(seed: int, side: int) -> np.ndarray:
     """A side-by-side photo|drawing image: random colour photo on the left, a grey drawing on the right."""
@@ -254,19 +256,6 @@ def test_dry_run_plans_table4_apdrawing_jobs(tmp_path):
 
 # --- Table 4: the APDrawing block --------------------------------------------------------------
 
-class _Features(torch.nn.Module):
-    """A stand-in for FID's Inception (its weights cannot be downloaded here): fixed random features
-    (64 of them, not 2048: the matrix square roots of the bootstrap stay fast on two cores)."""
-
-    def __init__(self):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.w = torch.nn.Parameter(torch.randn(3 * 16 * 16, 64, generator=g) / 16, requires_grad=False)
-
-    def forward(self, x):
-        y = torch.tanh(torch.nn.functional.adaptive_avg_pool2d(x, 16).flatten(1) @ self.w)
-        return [y[:, :, None, None]]
-
 
 def _configured(cfg, archive: Path, released: Path) -> dict:
     import copy
@@ -287,7 +276,7 @@ def test_table4_apdrawing_block_filled_from_scored_runs(cfg, tmp_path, monkeypat
 
     torch.manual_seed(0)
     alexnet = torchvision.models.alexnet(weights=None).state_dict()
-    monkeypatch.setattr(networks, "load_fid_inception", lambda d: _Features())
+    monkeypatch.setattr(networks, "load_fid_inception", lambda d: StandInInception())
     monkeypatch.setattr(networks, "load_lpips", lambda d: networks.lpips_from_alexnet_state(alexnet))
     archive = tmp_path / "APDrawingDB.zip"
     make_apdrawing_zip(archive, n_train=1, n_test=6, side=32)

@@ -19,6 +19,8 @@ from PIL import Image
 from facesketch.data import metfaces
 from facesketch.errors import DataError, UnsafeArchiveError, WeightsError
 
+from .conftest import StandInInception
+
 REPO = Path(__file__).parents[1]
 
 
@@ -510,18 +512,6 @@ def test_semantic_score_by_region_as_the_authors_script():
 IMAGENET = (torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
 
 
-class _Features(torch.nn.Module):
-    """A stand-in for FID's Inception (its weights cannot be downloaded here): 64 fixed random features."""
-
-    def __init__(self):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.w = torch.nn.Parameter(torch.randn(3 * 16 * 16, 64, generator=g) / 16, requires_grad=False)
-
-    def forward(self, x):
-        y = torch.tanh(torch.nn.functional.adaptive_avg_pool2d(x, 16).flatten(1) @ self.w)
-        return [y[:, :, None, None]]
-
 
 def _configured(cfg, source: Path) -> dict:
     c = copy.deepcopy(cfg)
@@ -539,7 +529,7 @@ def test_table4_metfaces_block_filled_from_scored_samples(cfg, tmp_path, monkeyp
 
     torch.manual_seed(0)
     alexnet, vgg19 = torchvision.models.alexnet(weights=None).state_dict(), torchvision.models.vgg19(weights=None)
-    monkeypatch.setattr(networks, "load_fid_inception", lambda d: _Features())
+    monkeypatch.setattr(networks, "load_fid_inception", lambda d: StandInInception())
     monkeypatch.setattr(networks, "load_lpips", lambda d: networks.lpips_from_alexnet_state(alexnet))
     monkeypatch.setattr(vgg, "load", lambda name, d: vgg.from_torchvision_state(vgg19.state_dict()))
     manifest = _zip_and_prepare(tmp_path, dict(SPEC, split={"test": 0.5, "seed": 0}, expected=8), n=8)

@@ -11,6 +11,8 @@ from PIL import Image
 from facesketch.metrics import protocol, scoot, similarity
 from facesketch.metrics.fid import fid_from_features
 
+from .conftest import StandInInception
+
 # --- SCOOT --------------------------------------------------------------------------------------
 
 
@@ -319,21 +321,6 @@ def test_score_variant_with_a_corrupt_and_a_missing_image(tiny_prepared, tmp_pat
                                 "scope", "n_images", "reason", "replicate", "n_expected"]
 
 
-class _Features(torch.nn.Module):
-    """A fast stand-in for the FID Inception: a fixed random projection of the pooled image to
-    64 features (not 2048: the matrix square roots of the bootstrap stay fast on two cores, and
-    `make mutate` reruns this test for many mutants), returned as pytorch-fid's network returns
-    them ([(N, 64, 1, 1)])."""
-
-    def __init__(self):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.w = torch.nn.Parameter(torch.randn(3 * 16 * 16, 64, generator=g) / 16, requires_grad=False)
-
-    def forward(self, x):
-        y = torch.tanh(torch.nn.functional.adaptive_avg_pool2d(x, 16).flatten(1) @ self.w)
-        return [y[:, :, None, None]]
-
 
 def test_fid_kid_and_their_replicates_per_set(tiny_prepared, tmp_path, monkeypatch):
     """FID and KID from one set of features per seed and style, with bootstrap replicates that
@@ -343,7 +330,7 @@ def test_fid_kid_and_their_replicates_per_set(tiny_prepared, tmp_path, monkeypat
     from facesketch.metrics.fid import fid_from_features, inception_features
     from facesketch.metrics.kid import kid
 
-    monkeypatch.setattr(networks, "load_fid_inception", lambda d: _Features())
+    monkeypatch.setattr(networks, "load_fid_inception", lambda d: StandInInception())
     manifest = pd.read_parquet(tiny_prepared / "manifest.parquet")
     test = manifest[manifest.split == "test"].sort_values("id")
     rng = np.random.default_rng(0)
@@ -366,7 +353,7 @@ def test_fid_kid_and_their_replicates_per_set(tiny_prepared, tmp_path, monkeypat
     assert (sets.replicate == -1).all()
     full = sets.set_index(["metric", "style_gt"]).value
     # the same features give both numbers, each as its definition says
-    net = _Features()
+    net = StandInInception()
     real = inception_features(net, [protocol.load_grey(tiny_prepared / s) for s in test.sketch], "cpu")
     fake = inception_features(net, [fakes[i] for i in test.id], "cpu")
     assert full["FID", "all"] == pytest.approx(fid_from_features(real, fake), rel=1e-6)
