@@ -17,7 +17,6 @@ killed run resumes there and ends with the weights of an unbroken one; ``model.p
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from pathlib import Path
@@ -127,8 +126,6 @@ def _train(spec: dict, manifest_path: Path, maps: Path | None, out: Path, seed: 
     dev = pick(device)
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     manifest = load_manifest(manifest_path)
     train_ids = sorted(manifest[manifest.split == "train"].id)
     if not train_ids:
@@ -157,13 +154,12 @@ def _train(spec: dict, manifest_path: Path, maps: Path | None, out: Path, seed: 
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
         ckpt.set_rng_state({k: v.cpu() for k, v in state["rng"].items()}, dev)
-        rng.setstate(_tuples(state["py_rng"]))
+        rng.setstate(state["py_rng"])
         start, records = int(state["epoch"]), list(state["history"])
         log.info("%s: resuming after epoch %d of %d from %s", spec.get("name", "cocosnet"), start, n_epochs, last)
     elif state is not None:
-        os.replace(last if last.exists() else ckpt.previous(last), last.with_name("last.stale.pt"))
-        ckpt.previous(last).unlink(missing_ok=True)
-        log.warning("%s belongs to another spec; kept as last.stale.pt, training from scratch", last)
+        stale = ckpt.set_aside_stale(last)
+        log.warning("%s belongs to another spec; kept as %s, training from scratch", last, stale)
     for epoch in range(start, n_epochs):
         f = lr_factor(epoch, sched)
         for group in opt_g.param_groups:
@@ -203,23 +199,11 @@ def _train(spec: dict, manifest_path: Path, maps: Path | None, out: Path, seed: 
         ckpt.save(last, {"epoch": epoch + 1, "history": records, "spec_hash": digest, "net": net.state_dict(),
                          "disc": disc.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
                          "rng": ckpt.rng_state(dev), "py_rng": rng.getstate()}, keep_previous=True)
-        _kill_hook(epoch + 1)
+        ckpt.kill_hook("FACESKETCH_KILL_AFTER_EPOCHS", epoch + 1)  # after the epoch's checkpoint
     model = out / "model.pt"
     with atomic_path(model) as tmp:
         torch.save({"spec": spec, "net": net.state_dict(), "seed": seed}, tmp)
     return model
-
-
-def _tuples(x):
-    """random.Random's state as getstate() gave it (a checkpoint may hold its tuples as lists)."""
-    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
-
-
-def _kill_hook(epoch: int) -> None:
-    """Tests simulate a kill -9 after an epoch's checkpoint (no clean-up runs, like a real kill)."""
-    at = os.environ.get("FACESKETCH_KILL_AFTER_EPOCHS")
-    if at and epoch == int(at):
-        os._exit(137)
 
 
 def load_model(path: Path, device) -> tuple[dict, cocosnet.CoCosNet]:

@@ -59,7 +59,7 @@ def ssim_matlab(a, b) -> np.ndarray:
 def ms_ssim(a, b) -> np.ndarray:
     """Per-image MS-SSIM of grey images (N, H, W) in [0, 255], piq's definition.
 
-    piq.multi_scale_ssim's numbers (tests compare them to 1e-6): 11x11 Gaussian, sigma 1.5, 'valid'
+    piq.multi_scale_ssim's numbers (tests compare them to 1e-5): 11x11 Gaussian, sigma 1.5, 'valid'
     windows, contrast-structure at the first four scales and SSIM at the fifth, negative terms
     clipped to 0, a 2x2 mean between scales after replicating the first row/column of odd sizes.
     Computed here with the Gaussian's two 1-D passes over the five maps stacked in one batch: piq

@@ -73,6 +73,24 @@ def load_resume(path: Path, map_location="cpu") -> dict | None:
     return None
 
 
+def kill_hook(variable: str, count: int) -> None:
+    """Tests simulate a kill -9 when ``count`` (steps, epochs) reaches the value of the environment
+    variable ``variable``: no clean-up runs, like a real kill."""
+    at = os.environ.get(variable)
+    if at and count == int(at):
+        os._exit(137)
+
+
+def set_aside_stale(path: Path) -> Path:
+    """A resume checkpoint of another spec: kept as ``last.stale.pt`` (never resumed, never deleted
+    unseen), its previous one dropped, so the run trains from scratch. Returns the kept file."""
+    path = Path(path)
+    stale = path.with_name(path.stem + ".stale.pt")
+    os.replace(path if path.exists() else previous(path), stale)
+    previous(path).unlink(missing_ok=True)
+    return stale
+
+
 def _load_previous(prev: Path, map_location, also: Path) -> dict:
     try:
         return load(prev, map_location)

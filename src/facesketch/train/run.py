@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -36,13 +35,6 @@ from facesketch.train.select import Selector, split_val
 
 log = logging.getLogger(__name__)
 LOG_EVERY = 20  # steps between progress-bar updates (each reads the losses back from the GPU)
-
-
-def _kill_hook(step: int) -> None:
-    """Tests simulate a kill -9 at a given global step (no clean-up runs, like a real kill)."""
-    at = os.environ.get("FACESKETCH_KILL_AFTER_STEPS")
-    if at and step == int(at):
-        os._exit(137)
 
 
 def _sample_ids(manifest_path: Path, k: int = 4) -> list[str]:
@@ -132,9 +124,7 @@ def _train(spec: dict, manifest: Path, maps: Path, out: Path, seed: int, weights
                 selector.load(state["selection"])
             log.info("%s: resuming after epoch %d of %d from %s", name, start, spec["schedule"]["epochs"], last)
         else:
-            stale = last.with_name("last.stale.pt")
-            os.replace(last if last.exists() else ckpt.previous(last), stale)
-            ckpt.previous(last).unlink(missing_ok=True)
+            stale = ckpt.set_aside_stale(last)
             log.warning("%s: %s belongs to another spec; kept as %s, training from scratch", name, last, stale)
     engine.compile(spec["compile"], spec["cuda_graphs"])
 
@@ -160,7 +150,7 @@ def _train(spec: dict, manifest: Path, maps: Path, out: Path, seed: int, weights
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0) + v
             step += 1
-            _kill_hook(step)
+            ckpt.kill_hook("FACESKETCH_KILL_AFTER_STEPS", step)
             bar.update()
             if (i + 1) % LOG_EVERY == 0:
                 rate = (i + 1) * bs / (time.perf_counter() - t0)
