@@ -31,6 +31,7 @@ from facesketch.fileio import read_array, write_parquet
 from facesketch.metrics import inputs, protocol
 from facesketch.metrics.catalogue import CPU_METRICS, LOWER_IS_BETTER, METRICS, SET_METRICS  # noqa: F401 (re-exported)
 from facesketch.metrics.inputs import read_result_grey
+from facesketch.metrics.protocol import content_id  # noqa: F401 (the FID cache's key; re-exported)
 from facesketch.progress import progress
 
 log = logging.getLogger(__name__)
@@ -74,15 +75,16 @@ def load_pair(job: Job) -> tuple[np.ndarray, np.ndarray]:
     return protocol.frame_result(result, job, job.result_framing, gt.shape), gt
 
 
-def _cpu_chunk(jobs: list[Job], names: tuple[str, ...]) -> list[tuple[int, str, float, str]]:
+def _cpu_chunk(jobs: list[Job], names: tuple[str, ...], cache: Path | None = None) -> list[tuple[int, str, float, str]]:
     """Worker: (key, metric, value, reason) for every job and CPU metric."""
     import torch
 
     torch.set_num_threads(1)
-    from facesketch.metrics import fsim
+    from facesketch.metrics import fsim, scoot
+    from facesketch.metrics.gt_features import GroundTruthFeatures
 
+    gt_features = GroundTruthFeatures(cache)  # the ground truth's half of FSIM and SCOOT, computed once
     out, loaded = [], []
-    gt_fsim: dict[tuple, tuple] = {}  # FSIM features of each ground truth, computed once per chunk
     for job in jobs:
         try:
             loaded.append((job, *load_pair(job)))
@@ -91,12 +93,11 @@ def _cpu_chunk(jobs: list[Job], names: tuple[str, ...]) -> list[tuple[int, str, 
     for job, res, gt in loaded:
         for m in names:
             try:
-                if m == "FSIM":  # each ground truth's features once per chunk (half of FSIM's cost)
-                    gk = gt_key(job)
-                    if gk not in gt_fsim:
-                        gt_fsim[gk] = fsim.features(torch.from_numpy(gt).float()[None, None])
+                if m == "FSIM":
                     v = fsim.fsim_from_features(fsim.features(torch.from_numpy(res).float()[None, None]),
-                                                gt_fsim[gk])[0]
+                                                gt_features.fsim(gt))[0]
+                elif m == "SCOOT":  # load_pair framed the result to the ground truth's size
+                    v = scoot.scoot_from_features(scoot.features(res), gt_features.scoot(gt))
                 else:
                     v = METRICS[m].cpu(res, gt)
                 out.append((job.key, m, float(v), ""))
@@ -110,16 +111,18 @@ def gt_key(job: Job) -> tuple:
     return (job.gt_framing, job.gt_aligned, job.gt_source, job.crop_x, job.crop_y, job.crop_size)
 
 
-def cpu_metrics(jobs: list[Job], names: tuple[str, ...], workers: int | None = None) -> list[tuple]:
+def cpu_metrics(jobs: list[Job], names: tuple[str, ...], workers: int | None = None,
+                cache: Path | None = None) -> list[tuple]:
+    """(key, metric, value, reason) of the CPU metrics; ``cache``: the ground-truth feature folder."""
     names = tuple(m for m in CPU_METRICS if m in names)
     if not names or not jobs:
         return []
-    jobs = sorted(jobs, key=gt_key)  # results against one ground truth share a chunk and its FSIM features
+    jobs = sorted(jobs, key=gt_key)  # results against one ground truth share a chunk and its features
     workers = workers or os.cpu_count() or 1
     chunk = 16
     chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
     if workers == 1 or len(jobs) <= 2 * chunk:
-        return [r for c in progress(chunks, desc="metrics", unit="chunk") for r in _cpu_chunk(c, names)]
+        return [r for c in progress(chunks, desc="metrics", unit="chunk") for r in _cpu_chunk(c, names, cache)]
     import multiprocessing as mp
 
     results = []
@@ -127,7 +130,7 @@ def cpu_metrics(jobs: list[Job], names: tuple[str, ...], workers: int | None = N
 
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=die_with_parent,
                              initargs=(os.getpid(),)) as pool:
-        futures = [pool.submit(_cpu_chunk, c, names) for c in chunks]
+        futures = [pool.submit(_cpu_chunk, c, names, cache) for c in chunks]
         for f in progress(futures, desc=f"metrics ({workers} processes)", unit="chunk"):
             results += f.result()
     return results
@@ -221,14 +224,6 @@ def network_fingerprint(net) -> str:
     return h.hexdigest()[:16]
 
 
-def content_id(image: np.ndarray) -> str:
-    """SHA-256 of a framed grey ground truth (its pixels and shape): a changed file, framing or crop
-    is another entry, never a stale one."""
-    import hashlib
-
-    return hashlib.sha256(repr(image.shape).encode() + np.ascontiguousarray(image).tobytes()).hexdigest()
-
-
 def _real_features(net, jobs, pairs, keys, device, batch_size, cache: Path | None) -> dict[int, np.ndarray]:
     """Inception features of the ground truths, cached on disk by their content and the network."""
     from facesketch.metrics.fid import inception_features
@@ -278,7 +273,8 @@ def score(items: pd.DataFrame, manifest: pd.DataFrame, metrics: dict, weights_di
     for k, it in enumerate(items.itertuples()):
         groups.setdefault((it.variant, it.seed, it.style_asked, style_gt[k]), []).append(k)
         groups.setdefault((it.variant, it.seed, "all", "all"), []).append(k)
-    results = cpu_metrics(jobs, names)
+    keep = cache is not None and metrics.get("feature_cache", True)
+    results = cpu_metrics(jobs, names, cache=Path(cache) / "gt_features" if keep else None)
     image_rows, set_rows = network_metrics(jobs, groups, names, weights_dir, metrics.get("allow_missing", False),
                                            device, metrics.get("batch_size", 25), cache, metrics.get("bootstrap", 200))
     records = []

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +120,9 @@ def frame_result(result: np.ndarray, row, result_framing: str, target_shape: tup
     if result.shape != tuple(target_shape):
         result = imresize(result, *target_shape)
     return result
+
+
+def content_id(image: np.ndarray) -> str:
+    """SHA-256 of a framed grey ground truth (its pixels and shape): the key of the feature caches,
+    so a changed file, framing or crop is another entry, never a stale one."""
+    return hashlib.sha256(repr(image.shape).encode() + np.ascontiguousarray(image).tobytes()).hexdigest()

@@ -68,4 +68,8 @@ def features(image: np.ndarray) -> np.ndarray:
 def scoot(synthesis: np.ndarray, ground_truth: np.ndarray) -> float:
     if np.shape(synthesis) != np.shape(ground_truth):
         raise ValueError(f"SCOOT compares equal sizes, got {np.shape(synthesis)} and {np.shape(ground_truth)}")
-    return float(1.0 / (1.0 + np.linalg.norm(features(ground_truth) - features(synthesis))))
+    return scoot_from_features(features(synthesis), features(ground_truth))
+
+
+def scoot_from_features(f_synthesis: np.ndarray, f_ground_truth: np.ndarray) -> float:
+    return float(1.0 / (1.0 + np.linalg.norm(f_ground_truth - f_synthesis)))
