@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import numpy as np
 import piq
@@ -102,7 +103,12 @@ def test_a_damaged_entry_is_recomputed_and_replaced(tmp_path, damage, caplog):
         np.savez(path, **entry)
     with caplog.at_level(logging.WARNING, logger="facesketch.metrics.gt_features"):
         assert _scores(jobs, cache) == want
-    assert str(path) in caplog.text and "recomputing" in caplog.text
+    (message,) = [r.getMessage() for r in caplog.records]
+    if damage in ("truncated", "not a zip", "missing key"):  # unreadable: the file and numpy's reason
+        assert re.fullmatch(rf"ground-truth feature cache: {re.escape(str(path))} is damaged \((.+)\); recomputing it",
+                            message) and "(None)" not in message
+    else:
+        assert message == f"ground-truth feature cache: {path} does not fit its image; recomputing it"
     with np.load(path) as z:  # replaced by a good entry
         assert gt_features._valid({k: z[k] for k in ("pc", "gm", "scoot")}, _pattern(0))
 
@@ -114,7 +120,10 @@ def test_an_unwritable_cache_warns_once_and_scores_the_same(tmp_path, caplog):
     (cache / gt_features.code_version()).write_text("a file where the folder goes")  # fails as root too
     with caplog.at_level(logging.WARNING, logger="facesketch.metrics.gt_features"):
         assert _scores(jobs, cache) == _scores(jobs, None)
-    assert caplog.text.count("cache off") == 1
+    (message,) = [r.getMessage() for r in caplog.records]
+    folder = re.escape(str(cache / gt_features.code_version()))
+    assert re.fullmatch(rf"ground-truth feature cache off: cannot write {folder} \((.+)\)", message)
+    assert not message.endswith("(None)")
 
 
 def test_the_folder_belongs_to_the_code_and_the_torch_version(monkeypatch, tmp_path):
@@ -128,13 +137,19 @@ def test_the_folder_belongs_to_the_code_and_the_torch_version(monkeypatch, tmp_p
     assert gt_features.code_version() != v
 
 
-def test_valid_checks_the_downsampled_shape_of_large_images():
-    big = np.zeros((600, 520), np.uint8)  # FSIM averages 2x2 blocks first: round(520 / 256) = 2
-    entry = {"pc": np.zeros((1, 300, 260), np.float32), "gm": np.zeros((1, 300, 260), np.float32),
-             "scoot": np.zeros(32)}
-    assert gt_features._valid(entry, big)
-    assert not gt_features._valid({**entry, "scoot": np.zeros(31)}, big)
-    assert not gt_features._valid({**entry, "pc": np.zeros((1, 600, 520), np.float32)}, big)
+@pytest.mark.parametrize("shape,k", [((601, 521), 2), ((384, 400), 2), ((383, 400), 1), ((250, 250), 1)])
+def test_valid_checks_the_shape_fsim_features_gives(shape, k):
+    """FSIM averages k x k blocks first, k = round(min side / 256) (384 / 256 = 1.5 rounds to 2),
+    flooring odd sides; the expected shape is what fsim.features returns."""
+    gt = np.zeros(shape, np.uint8)
+    pc, _ = gt_features.fsim.features(torch.from_numpy(gt).float()[None, None])
+    want = (1, shape[0] // k, shape[1] // k)
+    assert tuple(pc.shape) == want
+    entry = {"pc": np.zeros(want, np.float32), "gm": np.zeros(want, np.float32), "scoot": np.zeros(32)}
+    assert gt_features._valid(entry, gt)
+    assert not gt_features._valid({**entry, "scoot": np.zeros(31)}, gt)
+    assert not gt_features._valid({**entry, "pc": np.zeros((1, *shape), np.float32)}, gt) or k == 1
+    assert not gt_features._valid({**entry, "gm": np.zeros((1, want[1] + 1, want[2]), np.float32)}, gt)
 
 
 @pytest.mark.parametrize("keep", [True, False])

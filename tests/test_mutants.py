@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
 import re
 import stat
@@ -1374,3 +1375,192 @@ def test_score_variant_lists_missing_and_ignored_samples_and_refuses_other_folde
     with pytest.raises(DataError, match=r"Other: sample folders end in <seed>/<Style1\|Style2\|Style3>"):
         score_variant(spec, tiny_prepared / "manifest.parquet", [tmp_path / "samples" / "v" / "3" / "Other"], out,
                       tmp_path, device="cpu")
+
+
+# --- models/layers: the pyramid on any size, the condition's parts, the layer's defaults -----------
+
+
+def _bilinear_half_pixel(a: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize (H, W) -> (size, size), half-pixel centres, no antialiasing (PyTorch's
+    align_corners=False), written out: source coordinate (i + 0.5) * scale - 0.5, clamped at 0."""
+    def axis(n_in):
+        src = np.maximum((np.arange(size) + 0.5) * n_in / size - 0.5, 0)
+        i0 = np.minimum(np.floor(src).astype(int), n_in - 1)
+        return i0, np.minimum(i0 + 1, n_in - 1), src - i0
+    r0, r1, fr = axis(a.shape[0])
+    c0, c1, fc = axis(a.shape[1])
+    rows = a[r0] * (1 - fr)[:, None] + a[r1] * fr[:, None]
+    return rows[:, c0] * (1 - fc) + rows[:, c1] * fc
+
+
+def _pyramid_by_hand(x: np.ndarray, size: int) -> np.ndarray:
+    k = np.array([1, 4, 6, 4, 1]) / 16
+    while x.shape[1] > size:  # halve both axes while the width exceeds the target
+        p = np.pad(x, 2, mode="edge")
+        rows = sum(k[i] * p[i:i + x.shape[0]] for i in range(5))
+        x = sum(k[j] * rows[:, j:j + x.shape[1]] for j in range(5))[::2, ::2]
+    return x if x.shape == (size, size) else _bilinear_half_pixel(x, size)
+
+
+@pytest.mark.parametrize("shape,size", [((12, 12), 5), ((13, 13), 3), ((16, 8), 4), ((9, 14), 4)])
+def test_gaussian_pyramid_on_odd_non_square_and_non_power_of_two_sizes(shape, size):
+    from facesketch.models.layers import gaussian_downsample
+
+    x = np.random.default_rng(sum(shape)).random(shape)
+    got = gaussian_downsample(torch.from_numpy(x)[None, None], size)[0, 0].numpy()
+    np.testing.assert_allclose(got, _pyramid_by_hand(x, size), rtol=1e-12, atol=1e-12)
+
+
+def test_condition_resizes_depth_by_the_chosen_pyramid_and_keeps_the_depth_dtype():
+    from facesketch.models.layers import ConditionBranch, gaussian_downsample, nearest_resize
+    from facesketch.models.layers import style_maps as layers_style_maps
+
+    def branch(pyramid, **kw):
+        return ConditionBranch(4, ("gamma",), depth=kw.get("depth", True), depth_pyramid=pyramid,
+                               style_channels=kw.get("style", 0), appearance=False)
+    assert branch("gaussian").resize_depth is gaussian_downsample
+    assert branch("nearest").resize_depth is nearest_resize
+    assert branch("gaussian", depth=False, style=3).resize_depth is None
+    depth = torch.rand(2, 1, 16, 16).bfloat16()  # the bf16 recipe: style maps follow the depth's dtype
+    style = torch.eye(3)[[0, 2]]  # float32
+    got = branch("nearest", style=3).condition(4, depth, style, None)
+    assert got.dtype == torch.bfloat16 and got.shape == (2, 4, 4, 4)
+    torch.testing.assert_close(got[:, 0], depth[:, 0, ::4, ::4])  # nearest: every fourth pixel from the first
+    torch.testing.assert_close(got[:, 1:], style[:, :, None, None].bfloat16().expand(-1, -1, 4, 4))
+    only_style = branch("gaussian", depth=False, style=3).condition(4, None, style.double(), None)
+    assert only_style.dtype == torch.float64  # no depth: the style's own dtype
+    assert layers_style_maps(style, (2, 3), torch.float64).dtype == torch.float64
+
+
+def test_layer_defaults_are_the_plain_hida_layer():
+    """IDAUp's defaults: transposed-conv up, no appearance, depth condition through the Gaussian
+    pyramid, the paper's residual, no dropout (the generator passes each switch explicitly)."""
+    from facesketch.models.layers import DySPADE, IDAUp, gaussian_downsample
+
+    layer = IDAUp(8, 4, norm="dyspade")
+    assert isinstance(layer.up, torch.nn.ConvTranspose2d) and layer.appearance is None
+    assert layer.condition.resize_depth is gaussian_downsample and layer.condition.style_channels == 0
+    assert isinstance(layer.norm, DySPADE) and layer.norm.add_upsampled  # the paper's H + K
+    assert isinstance(layer.dropout, torch.nn.Identity) and isinstance(layer.f_act, torch.nn.ReLU)
+    assert layer.condition.shared.in_channels == 1  # depth only
+    dropped = IDAUp(8, 4, dropout=True).dropout
+    assert isinstance(dropped, torch.nn.Dropout) and dropped.p == 0.5
+
+
+def test_any_one_condition_is_enough():
+    from facesketch.models.layers import IDAUp
+
+    assert IDAUp(8, 4, norm="dyspade", depth=False, style_channels=3).condition.shared.in_channels == 3
+    with_a = IDAUp(8, 4, skip_channels=4, norm="dyspade", depth=False, appearance=True)
+    assert with_a.condition.shared.in_channels == 1 and with_a.appearance is not None
+    for kw in ({}, {"appearance": True}):  # appearance needs a skip to draw it from
+        with pytest.raises(ValueError, match="^DySPADE/InfoACON need a condition: enable depth, style or appearance$"):
+            IDAUp(8, 4, norm="dyspade", act="infoacon", depth=False, **kw)
+
+
+def test_layer_errors_name_the_bad_value():
+    from facesketch.models import layers
+
+    for call, text in ((lambda: layers.activation("gelu", 4), "unknown activation 'gelu'"),
+                       (lambda: layers.norm_layer("group", 4), "unknown norm 'group'"),
+                       (lambda: layers.DySPADE("other"), "unknown residual 'other'"),
+                       (lambda: layers.IDAUp(8, 4, norm="batch"), "unknown decoder norm 'batch'"),
+                       (lambda: layers.IDAUp(8, 4, act="gelu"), "unknown decoder activation 'gelu'"),
+                       (lambda: layers.DOGUpsample(5, 4), "DOG: 5 input channels do not split into 2 deformable"),
+                       (lambda: layers.ConditionBranch(4, ("theta",), depth=False, depth_pyramid="gaussian",
+                                                       style_channels=0, appearance=False),
+                        "DySPADE/InfoACON need a condition: enable depth, style or appearance")):
+        with pytest.raises(ValueError, match=f"^{re.escape(text)}"):
+            call()
+
+
+def test_norm_none_is_the_identity_and_leaky_relu_slope_is_0_2():
+    from facesketch.models import layers
+
+    assert isinstance(layers.norm_layer("none", 4), torch.nn.Identity)
+    assert isinstance(layers.norm_layer("batch", 4), torch.nn.BatchNorm2d)
+    x = torch.tensor([-1.0, 2.0])
+    torch.testing.assert_close(layers.LeakyReLU()(x, None), torch.tensor([-0.2, 2.0]))
+    torch.testing.assert_close(layers.activation("leakyrelu", 1)(x), torch.tensor([-0.2, 2.0]))
+
+
+def test_infoacon_parameters_have_the_released_shape():
+    from facesketch.models.layers import InfoACON
+
+    a = InfoACON(5)
+    assert a.p1.shape == a.p2.shape == (1, 5, 1, 1)  # AconC's layout: released checkpoints load
+
+
+def test_dog_weights_start_as_pytorchs_conv_default_and_keep_the_input_dtype():
+    """kaiming_uniform_(a=sqrt(5)) bounds the weights by 1/sqrt(fan_in), as nn.Conv2d's default;
+    a bf16 input gets a bf16 output (the deformable conv itself runs in fp32)."""
+    from facesketch.models.layers import DOGUpsample
+
+    torch.manual_seed(0)
+    dog = DOGUpsample(32, 32)
+    bound = 1 / math.sqrt(32 * 9)
+    assert dog.weight.abs().max() <= bound and dog.weight.abs().max() > 0.99 * bound
+    y = dog.bfloat16()(torch.randn(1, 32, 4, 4).bfloat16())
+    assert y.dtype == torch.bfloat16 and y.shape == (1, 32, 8, 8)
+
+
+
+# --- report/tables: what the tables rule passes ---------------------------------------------------
+
+
+def test_table_spec_carries_the_run_and_leaves_out_variants_whose_weights_are_missing(tmp_path):
+    from facesketch.config import load_config, run_variants
+    from facesketch.report.tables import table_spec
+
+    from .conftest import REPO
+
+    cfg = load_config(REPO / "config.yaml", overrides={
+        "paths": {"weights": str(tmp_path / "no-weights")},
+        "variants": {"hida_D": {"precision": "bf16"}, "pix2pix": {"select": "test"}},
+        "released": {"mine": {"path": "somewhere", "label": "Mine", "framing": "aligned"}}})
+    spec = table_spec(cfg, {"mine": True})
+    assert (spec["name"], spec["tables"], spec["metrics"]) == (cfg["name"], cfg["tables"], cfg["metrics"])
+    assert spec["statistics"] == cfg["statistics"]
+    released_variants = [v for v in run_variants(cfg) if cfg["resolved"][v].get("pretrained")]
+    assert released_variants and set(spec["weights_missing"]) == set(released_variants)
+    assert all("hida" in why.lower() for why in spec["weights_missing"].values())  # where the file goes
+    assert spec["run_variants"] == [v for v in run_variants(cfg) if v not in released_variants]
+    info = spec["variant_info"]
+    assert set(info) == set(cfg["resolved"])
+    assert info["hida_D"] == {"precision": "bf16", "select": "final"}
+    assert info["pix2pix"] == {"precision": "fp32", "select": "test"}
+    assert spec["released"]["mine"] == {"path": "somewhere", "available": True}
+    assert spec["released"]["mdal"] == {"path": cfg["released"]["mdal"]["path"], "available": False}
+
+
+def test_attribute_header_text_and_unknown_codes():
+    import pandas as pd
+
+    from facesketch.report.tables import attribute_name, attributes_markdown
+
+    assert attribute_name("gender", 1) == "gender: female" and attribute_name("gender", 1.0) == "gender: female"
+    assert attribute_name("gender", 7) == "gender=7"          # a code FS2K's README does not define
+    assert attribute_name("hat_colour", 2) == "hat_colour=2"  # an attribute it does not define
+    empty = pd.DataFrame(columns=["variant", "attribute", "code", "metric", "mean", "n_images"])
+    assert attributes_markdown(empty) == (
+        "### Metrics by FS2K annotation (beyond the papers)\n\n"
+        "Mean per-image value over the test photos with each annotation (FS2K's anno_test.json, codes decoded "
+        "as FS2K's README defines them; n = test photos). Only methods scored in this run.\n\n"
+        "No per-image metrics in this run.\n")
+    one = pd.DataFrame([dict(variant="a", attribute="gender", code=0, metric="SSIM", mean=0.25, n_images=3)])
+    assert attributes_markdown(one).endswith(
+        "#### SSIM\n\n| method | gender: male |\n|---|---|\n| a | 0.250 (n=3) |\n")
+
+
+def test_attribute_codes_stay_integers_when_an_image_has_no_annotation(tiny_prepared):
+    import pandas as pd
+
+    from facesketch.report.tables import attribute_breakdown
+
+    manifest = pd.read_parquet(tiny_prepared / "manifest.parquet")
+    ids = list(manifest[manifest.split == "test"].id) + ["photo9_image9999"]  # not in the manifest: NaN codes
+    rows = [dict(variant="v", seed=0, style_asked="Style1", style_gt="Style1", image_id=i, metric="SSIM",
+                 value=0.5, scope="image", n_images=1, reason="") for i in ids]
+    out = attribute_breakdown(pd.DataFrame(rows), manifest)
+    assert out.code.dtype.kind == "i" and list(out.index) == list(range(len(out)))
+    assert out.n_images.sum() == (len(ids) - 1) * out.attribute.nunique()  # the stranger counts nowhere

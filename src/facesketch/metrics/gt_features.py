@@ -81,7 +81,7 @@ class GroundTruthFeatures:
         try:
             with np.load(path, allow_pickle=False) as z:
                 entry = {m: z[m] for m in ("pc", "gm", "scoot")}
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # not stored yet; the folder's own problem: _write
             return None
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             log.warning("ground-truth feature cache: %s is damaged (%s); recomputing it", path, e)

@@ -217,7 +217,7 @@ def gaussian_downsample(x: torch.Tensor, size: int) -> torch.Tensor:
 
     while x.shape[-1] > size:
         x = blur(F.pad(x, (2, 2, 2, 2), mode="replicate"))[..., ::2, ::2]
-    if x.shape[-1] != size:  # sizes that are not a power-of-two multiple
+    if tuple(x.shape[-2:]) != (size, size):  # sizes that are not a power-of-two multiple, non-square maps
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     return x
 

@@ -16,7 +16,6 @@ interval (ours_lo, ours_hi; shown as value ± half its width) and, where the tab
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -470,7 +469,3 @@ def table_spec(cfg: dict, released_available: dict[str, bool]) -> dict:
                              for v, s in cfg["resolved"].items()},
             "released": {k: {"path": v["path"], "available": released_available.get(k, False)}
                          for k, v in cfg.get("released", {}).items()}}
-
-
-def dumps(obj) -> str:
-    return json.dumps(obj, sort_keys=True)
