@@ -1564,3 +1564,61 @@ def test_attribute_codes_stay_integers_when_an_image_has_no_annotation(tiny_prep
     out = attribute_breakdown(pd.DataFrame(rows), manifest)
     assert out.code.dtype.kind == "i" and list(out.index) == list(range(len(out)))
     assert out.n_images.sum() == (len(ids) - 1) * out.attribute.nunique()  # the stranger counts nowhere
+
+
+# --- metrics/evaluate: a folder's missing and ignored files, record by record ----------------------
+
+
+def test_evaluate_folder_names_each_missing_and_ignored_file(tiny_prepared, tmp_path, caplog):
+    import shutil
+
+    import pandas as pd
+
+    from facesketch import STYLES
+    from facesketch.metrics.evaluate import evaluate_folder
+    from facesketch.metrics.inputs import issues_path
+
+    manifest = pd.read_parquet(tiny_prepared / "manifest.parquet")
+    test = manifest[manifest.split == "test"].sort_values("id")
+    res = tmp_path / "res"
+    res.mkdir()
+    for r in test.itertuples():
+        shutil.copy(tiny_prepared / r.sketch, res / f"{r.id}.png")
+    gone = test.iloc[0]
+    (res / f"{gone.id}.png").unlink()
+    train_id = manifest[manifest.split == "train"].id.iloc[0]
+    shutil.copy(res / f"{test.iloc[1].id}.png", res / f"{train_id}.png")      # an FS2K id, not a test one
+    shutil.copy(res / f"{test.iloc[1].id}.png", res / "portrait.png")         # not an FS2K id
+    (sub := res / test.iloc[1].image_name.split("/")[0]).mkdir()
+    shutil.copy(res / f"{test.iloc[1].id}.png", sub / (test.iloc[1].image_name.split("/")[1] + ".jpg"))  # a second file
+    out = tmp_path / "m" / "x.parquet"
+    with caplog.at_level("WARNING"):
+        evaluate_folder(res, tiny_prepared / "manifest.parquet", out, {"names": ["SSIM"], "framing": "aligned"},
+                        tmp_path, framing="aligned", label="mine")  # device left at its default, auto
+    issues = pd.read_parquet(issues_path(out)).sort_values(["issue", "file"]).reset_index(drop=True)
+    missing = issues[issues.issue == "missing"]
+    assert missing.drop(columns="file").to_dict("records") == [
+        {"variant": "mine", "seed": 0, "style": STYLES[int(gone["style"])], "image_id": gone.id, "issue": "missing",
+         "detail": f"no result in {res}"}]
+    ignored = issues[issues.issue == "ignored"]
+    stranger = "not named by FS2K id, or a second file for an id"
+    got = {r["file"]: r["detail"] for r in ignored.to_dict("records")}
+    twins = {str(res / f"{test.iloc[1].id}.png"), str(sub / (test.iloc[1].image_name.split("/")[1] + ".jpg"))}
+    (twin,) = set(got) & twins  # one of the two files for that id is scored, the other named
+    assert got == {str(res / f"{train_id}.png"): "not a test id of the manifest",
+                   str(res / "portrait.png"): stranger, twin: stranger}
+    assert (ignored[["variant", "seed", "style", "image_id"]].drop_duplicates().to_dict("records")
+            == [{"variant": "mine", "seed": 0, "style": "", "image_id": ""}])
+    assert f"{res}: 1 of {len(test)} test images have no result (scored as missing)" in caplog.messages
+
+
+def test_a_folder_without_fs2k_names_is_one_line_saying_how_to_name_them(tiny_prepared, tmp_path):
+    from facesketch.metrics.evaluate import evaluate_folder
+
+    (tmp_path / "res").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "res" / "face.png")
+    with pytest.raises(DataError) as e:
+        evaluate_folder(tmp_path / "res", tiny_prepared / "manifest.parquet", tmp_path / "o.parquet",
+                        {"names": ["SSIM"]}, tmp_path, device="cpu")
+    assert str(e.value) == (f"{tmp_path / 'res'}: no images named by FS2K id (photo1_image0001.png, "
+                            "photo1/image0001.jpg or sketch1/sketch0001.jpg)")
