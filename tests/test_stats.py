@@ -129,3 +129,57 @@ def test_holm_by_hand():
     # sorted p: 0.01 (x4 = 0.04), 0.02 (x3 = 0.06), 0.03 (x2 = 0.06 by monotonicity), 0.5 (x1)
     assert stats.holm([0.03, 0.01, 0.5, 0.02, float("nan")])[:4] == pytest.approx([0.06, 0.04, 0.5, 0.06])
     assert np.isnan(stats.holm([0.03, float("nan")])[1])
+
+
+# --- the smallest sets, resampled sets and float32 features ----------------------------------------
+
+
+@pytest.mark.parametrize("m,n", [(2, 2), (2, 3), (3, 2)])
+def test_kid_of_the_smallest_sets_is_the_u_statistic(m, n):
+    rng = np.random.default_rng(m * 10 + n)
+    x, y = rng.normal(size=(m, 4)), rng.normal(0.5, 1.0, size=(n, 4))
+    assert kid.kid(x, y) == pytest.approx(_kid_loops(x, y), rel=1e-10)
+    assert kid.KernelSums(x, y).kid() == pytest.approx(_kid_loops(x, y), rel=1e-10)
+
+
+@pytest.mark.parametrize("m,n", [(1, 5), (5, 1), (1, 1)])
+def test_kid_of_a_single_image_is_nan(m, n):
+    rng = np.random.default_rng(0)
+    assert np.isnan(kid.kid(rng.normal(size=(m, 4)), rng.normal(size=(n, 4))))
+    assert np.isnan(kid.set_replicates(rng.normal(size=(m, 4)), rng.normal(size=(n, 4)), 3)["KID"]).all()
+
+
+def test_resampled_kid_and_fid_are_those_of_the_resampled_set():
+    """A replicate with indices idx scores fake[idx] (repeated rows included) exactly as a set."""
+    from facesketch.metrics.fid import fid_from_features
+
+    rng = np.random.default_rng(8)
+    real, fake = rng.normal(size=(9, 4)), rng.normal(0.3, 1.2, size=(7, 4))
+    ks, fr = kid.KernelSums(real, fake), kid.FrechetReplicates(real, fake)
+    for idx in (np.array([3, 3, 0, 6, 1, 1, 2]), np.array([4, 2]), np.array([5, 5, 5, 1])):
+        assert ks.kid(idx) == pytest.approx(_kid_loops(real, fake[idx]), rel=1e-10)
+        assert fr.fid(idx) == pytest.approx(fid_from_features(real, fake[idx]), rel=1e-5, abs=1e-6)
+    assert np.isnan(ks.kid(np.array([2]))) and np.isnan(fr.fid(np.array([2])))
+
+
+def test_features_are_taken_in_float64_whatever_their_dtype():
+    rng = np.random.default_rng(11)
+    real, fake = rng.normal(size=(30, 64)), rng.normal(0.1, 1.0, size=(20, 64))
+    r32, f32 = real.astype(np.float32), fake.astype(np.float32)
+    r64, f64 = r32.astype(np.float64), f32.astype(np.float64)
+    assert kid.kid(r32, f32) == kid.kid(r64, f64)
+    assert kid.FrechetReplicates(r32, f32).fid() == kid.FrechetReplicates(r64, f64).fid()
+    a, b = kid.set_replicates(r32, f32, 4), kid.set_replicates(r64, f64, 4)
+    assert np.array_equal(a["FID"], b["FID"]) and np.array_equal(a["KID"], b["KID"])
+
+
+def test_replicates_default_to_seed_0_and_small_sets_give_nan_of_the_asked_length():
+    rng = np.random.default_rng(12)
+    real, fake = rng.normal(size=(10, 6)), rng.normal(size=(8, 6))
+    a, b = kid.set_replicates(real, fake, 4), kid.set_replicates(real, fake, 4, seed=0)
+    assert np.array_equal(a["FID"], b["FID"]) and np.array_equal(a["KID"], b["KID"])
+    two = kid.set_replicates(real[:2], fake[:2], 3)
+    assert np.isfinite(two["KID"]).all() and np.isfinite(two["FID"]).all()  # two images are enough
+    for r, f in ((real[:1], fake), (real, fake[:1])):
+        out = kid.set_replicates(r, f, 5)
+        assert set(out) == {"FID", "KID"} and all(v.shape == (5,) and np.isnan(v).all() for v in out.values())
