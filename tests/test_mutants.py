@@ -1622,3 +1622,109 @@ def test_a_folder_without_fs2k_names_is_one_line_saying_how_to_name_them(tiny_pr
                         {"names": ["SSIM"]}, tmp_path, device="cpu")
     assert str(e.value) == (f"{tmp_path / 'res'}: no images named by FS2K id (photo1_image0001.png, "
                             "photo1/image0001.jpg or sketch1/sketch0001.jpg)")
+
+
+# --- metrics/evaluate: score()'s records and its defaults ----------------------------------------
+
+
+def _tiny_items(tiny_prepared, tmp_path):
+    import pandas as pd
+
+    manifest = pd.read_parquet(tiny_prepared / "manifest.parquet")
+    manifest = manifest[manifest.split == "test"].reset_index(drop=True)
+    manifest.attrs["root"] = str(tiny_prepared)
+    (tmp_path / "res").mkdir(exist_ok=True)
+    for r in manifest.itertuples():  # results: the ground truth inverted (every metric well away from 1)
+        Image.fromarray(255 - np.asarray(Image.open(tiny_prepared / r.sketch))).save(tmp_path / "res" / f"{r.id}.png")
+    items = pd.DataFrame({"variant": "v", "seed": 3, "style_asked": "Style2", "image_id": manifest.id,
+                          "result": [str(tmp_path / "res" / f"{i}.png") for i in manifest.id]})
+    return manifest, items.set_axis(range(10, 10 + len(items)))  # an index that is not 0..n-1
+
+
+def test_score_writes_one_record_per_value_with_its_group(tiny_prepared, tmp_path, monkeypatch):
+    from facesketch import STYLES
+    from facesketch.metrics import networks
+    from facesketch.metrics.catalogue import METRICS
+    from facesketch.metrics.evaluate import COLUMNS, load_pair, score
+    from facesketch.metrics.evaluate import _job as _job_of
+
+    net = _Pooled(seed=2)
+    monkeypatch.setattr(networks, "load_fid_inception", lambda d: net)
+    manifest, items = _tiny_items(tiny_prepared, tmp_path)
+    df = score(items, manifest, {"names": ["SSIM", "FID"], "bootstrap": 2}, tmp_path, "cpu", cache=tmp_path / "c")
+    assert list(df.columns) == COLUMNS
+    image = df[df.scope == "image"]
+    assert len(image) == len(manifest)
+    by_id = manifest.set_index("id")
+    for row in image.to_dict("records"):
+        assert {k: row[k] for k in ("variant", "seed", "style_asked", "metric", "scope", "n_images", "reason",
+                                    "replicate", "n_expected")} == {
+            "variant": "v", "seed": 3, "style_asked": "Style2", "metric": "SSIM", "scope": "image", "n_images": 1,
+            "reason": "", "replicate": -1, "n_expected": 1}
+        assert row["style_gt"] == STYLES[int(by_id.loc[row["image_id"], "style"])]
+    first = next(manifest.itertuples())
+    res, gt = load_pair(_job_of(0, tmp_path / "res" / f"{first.id}.png", first, tiny_prepared, "aligned", "aligned"))
+    assert image.set_index("image_id").value[manifest.id[0]] == pytest.approx(METRICS["SSIM"].cpu(res, gt), abs=1e-12)
+    sets = df[df.scope == "set"]
+    groups = {("Style2", STYLES[int(s)]) for s in manifest["style"]} | {("all", "all")}
+    assert set(zip(sets.style_asked, sets.style_gt)) == groups and set(sets.metric) == {"FID"}
+    assert (sets.image_id == "").all() and (sets.replicate == -1).all()
+    whole = sets[sets.style_gt == "all"].iloc[0]
+    assert whole.n_images == whole.n_expected == len(manifest)
+    boot = df[df.scope == "set_boot"]
+    assert sorted(set(boot.replicate)) == [0, 1] and (boot.image_id == "").all()
+    assert list(tmp_path.joinpath("c").glob("fid_real_features_*.npz"))  # the FID cache is where it was asked
+
+
+def test_score_defaults(tiny_prepared, tmp_path, monkeypatch):
+    """Without keys: the four CPU metrics, the aligned framing, the feature cache on, results that
+    do not fit only warned about, 200 FID/KID replicates, missing weights an error."""
+    from facesketch.errors import WeightsError
+    from facesketch.metrics import networks
+    from facesketch.metrics.evaluate import CPU_METRICS, score
+
+    manifest, items = _tiny_items(tiny_prepared, tmp_path)
+    plain = score(items, manifest, {}, tmp_path, "cpu", cache=tmp_path / "c")
+    assert set(plain.metric) == set(CPU_METRICS)
+    small = plain.metric == "MS-SSIM"  # the tiny archive's 64 px cannot hold MS-SSIM's five scales
+    assert plain[~small].value.notna().all() and plain[small].reason.str.startswith("MS-SSIM failed").all()
+    assert list((tmp_path / "c" / "gt_features").rglob("*.npz"))
+    aligned = score(items, manifest, {"names": list(CPU_METRICS), "framing": "aligned"}, tmp_path, "cpu")
+    native = score(items, manifest, {"names": list(CPU_METRICS), "framing": "native"}, tmp_path, "cpu")
+    assert plain[~small].value.tolist() == aligned[~small].value.tolist()
+    assert plain[~small].value.tolist() != native[~small].value.tolist()
+    Image.fromarray(np.zeros((40, 30), np.uint8)).save(items.result.iloc[0])  # wrong aspect: warned, scored
+    issues: list = []
+    assert score(items, manifest, {"names": ["SSIM"]}, tmp_path, "cpu", issues=issues).value.notna().all()
+    assert [i["issue"] for i in issues] == ["aspect"]
+    with pytest.raises(WeightsError):
+        score(items, manifest, {"names": ["FID"]}, tmp_path / "no-weights", "cpu")
+    monkeypatch.setattr(networks, "load_fid_inception", lambda d: _Pooled(seed=4))
+    boot = score(items.iloc[1:], manifest, {"names": ["KID"]}, tmp_path, "cpu")
+    assert boot[(boot.scope == "set_boot") & (boot.style_gt == "all")].replicate.tolist() == list(range(200))
+
+
+@pytest.mark.parametrize("name", ["FSIM", "SCOOT"])
+def test_fsim_and_scoot_read_the_ground_truths_cached_features(tmp_path, name):
+    from facesketch.metrics.evaluate import cpu_metrics
+
+    jobs, _, _ = _set_rows(tmp_path, 2)
+    cache = tmp_path / "cache"
+    cpu_metrics(jobs, (name,), workers=1, cache=cache)
+    assert len(list(cache.rglob("*.npz"))) == 2
+    cpu_metrics(jobs, ("SSIM", "MS-SSIM"), workers=1, cache=tmp_path / "other")
+    assert not (tmp_path / "other").exists()  # the other metrics need no ground-truth features
+
+
+def test_a_missing_network_is_named_by_its_file_in_the_reason_and_how_to_get_it_in_the_log(tmp_path, caplog):
+    from facesketch.metrics.evaluate import _network
+    from facesketch.metrics.networks import load_fid_inception
+
+    with caplog.at_level("WARNING"):
+        net, reason = _network("FID", load_fid_inception, tmp_path, True, "cpu")
+    assert net is None
+    assert reason == ("FID not computed: pretrained weights 'fid_inception' (FID (Inception-v3, TF 2015-12-05 "
+                      "weights, pytorch-fid)) not found: put pt_inception-2015-12-05-6726825d.pth at "
+                      f"{tmp_path / 'fid' / 'pt_inception-2015-12-05-6726825d.pth'}")
+    (message,) = caplog.messages
+    assert message.startswith(reason) and "facesketch weights fetch fid_inception" in message
