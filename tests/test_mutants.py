@@ -1728,3 +1728,39 @@ def test_a_missing_network_is_named_by_its_file_in_the_reason_and_how_to_get_it_
                       f"{tmp_path / 'fid' / 'pt_inception-2015-12-05-6726825d.pth'}")
     (message,) = caplog.messages
     assert message.startswith(reason) and "facesketch weights fetch fid_inception" in message
+
+
+def test_score_variant_records_every_missing_ignored_and_misframed_file(tiny_prepared, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    from facesketch.metrics.evaluate import score_variant
+    from facesketch.metrics.inputs import issues_path
+
+    manifest = pd.read_parquet(tiny_prepared / "manifest.parquet")
+    test = manifest[manifest.split == "test"]
+    s1 = test[test["style"] == 0].sort_values("id")
+    d1, d3 = tmp_path / "samples" / "v" / "0" / "Style1", tmp_path / "samples" / "v" / "0" / "Style3"
+    d1.mkdir(parents=True)
+    for r in s1.itertuples():
+        shutil.copy(tiny_prepared / r.sketch, d1 / f"{r.id}.png")
+    (d1 / f"{s1.id.iloc[0]}.png").unlink()                                        # missing
+    Image.fromarray(np.zeros((40, 30), np.uint8)).save(d1 / f"{s1.id.iloc[1]}.png")  # misframed
+    (d1 / "stray.png").write_bytes(b"x")                                          # ignored
+    (d1 / ".hidden").write_bytes(b"x")                                            # never reported
+    out = tmp_path / "metrics" / "v.parquet"
+    score_variant({"variant": "v", "metrics": {"names": ["SSIM", "FSIM"]}}, tiny_prepared / "manifest.parquet",
+                  [d1, d3], out, tmp_path)  # Style3 has no folder at all; device left at auto
+    issues = pd.read_parquet(issues_path(out))
+    s3 = sorted(test[test["style"] == 2].id)
+    want_missing = [("Style1", s1.id.iloc[0], str(d1 / f"{s1.id.iloc[0]}.png"))] + [
+        ("Style3", i, str(d3 / f"{i}.png")) for i in s3]
+    missing = issues[issues.issue == "missing"]
+    assert sorted(zip(missing["style"], missing.image_id, missing.file)) == sorted(want_missing)
+    assert set(missing.detail) == {"no result file"} and set(missing.variant) == {"v"} and set(missing.seed) == {0}
+    ignored = issues[issues.issue == "ignored"].to_dict("records")
+    assert ignored == [{"variant": "v", "seed": 0, "style": "Style1", "image_id": "stray", "file": str(d1 / "stray.png"),
+                        "issue": "ignored", "detail": "not a Style1 test id's result"}]
+    assert issues[issues.issue == "aspect"].image_id.tolist() == [s1.id.iloc[1]]
+    assert list((out.parent / ".cache" / "gt_features").rglob("*.npz"))  # the cache beside the metrics
