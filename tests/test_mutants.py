@@ -1760,7 +1760,7 @@ def test_score_variant_records_every_missing_ignored_and_misframed_file(tiny_pre
     assert sorted(zip(missing["style"], missing.image_id, missing.file)) == sorted(want_missing)
     assert set(missing.detail) == {"no result file"} and set(missing.variant) == {"v"} and set(missing.seed) == {0}
     ignored = issues[issues.issue == "ignored"].to_dict("records")
-    assert ignored == [{"variant": "v", "seed": 0, "style": "Style1", "image_id": "stray", "file": str(d1 / "stray.png"),
-                        "issue": "ignored", "detail": "not a Style1 test id's result"}]
+    assert ignored == [{"variant": "v", "seed": 0, "style": "Style1", "image_id": "stray",
+                        "file": str(d1 / "stray.png"), "issue": "ignored", "detail": "not a Style1 test id's result"}]
     assert issues[issues.issue == "aspect"].image_id.tolist() == [s1.id.iloc[1]]
     assert list((out.parent / ".cache" / "gt_features").rglob("*.npz"))  # the cache beside the metrics
