@@ -1764,3 +1764,108 @@ def test_score_variant_records_every_missing_ignored_and_misframed_file(tiny_pre
                         "file": str(d1 / "stray.png"), "issue": "ignored", "detail": "not a Style1 test id's result"}]
     assert issues[issues.issue == "aspect"].image_id.tolist() == [s1.id.iloc[1]]
     assert list((out.parent / ".cache" / "gt_features").rglob("*.npz"))  # the cache beside the metrics
+
+
+# --- metrics/inputs: every finding written out ------------------------------------------------------
+
+
+def _finding_job(key, result, gt="", framing="aligned", gt_framing="aligned", orig=(0, 0)):
+    from facesketch.metrics.evaluate import Job
+
+    return Job(key, None if result is None else str(result), gt_framing, framing, str(gt), "", orig[0], orig[1],
+               0, 0, 0)
+
+
+def test_framing_findings_are_whole_records(tmp_path):
+    from facesketch.metrics.inputs import framing_issues
+
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "gt.png")
+    files = {"ok": np.zeros((20, 20), np.uint8), "wide": np.zeros((20, 30), np.uint8),
+             "small": np.zeros((10, 10), np.uint8), "deep": np.zeros((20, 20), np.uint16),
+             "float": np.zeros((20, 20), np.float32), "photo": np.zeros((300, 400), np.uint8),
+             "photo_square": np.zeros((300, 300), np.uint8)}
+    for name, a in files.items():
+        Image.fromarray(a).save(tmp_path / f"{name}.{'tiff' if name == 'float' else 'png'}")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    path = {n: tmp_path / f"{n}.{'tiff' if n == 'float' else 'png'}" for n in files}
+    path["broken"] = tmp_path / "broken.png"
+    jobs = [_finding_job(0, None, tmp_path / "gt.png"), _finding_job(1, path["broken"], tmp_path / "gt.png")] + [
+        _finding_job(k, path[n], tmp_path / "gt.png") for k, n in enumerate(["ok", "wide", "small", "deep", "float"], 2)
+    ] + [_finding_job(7, path["photo"], framing="original", gt_framing="native", orig=(800, 600)),
+         _finding_job(8, path["photo_square"], framing="original", gt_framing="native", orig=(800, 600)),
+         _finding_job(9, path["small"], tmp_path / "gt.png", gt_framing="native")]
+    got = framing_issues(jobs, lambda k: (f"v{k}", k, f"S{k}", f"id{k}"))
+
+    def rec(k, name, issue, detail):
+        return {"variant": f"v{k}", "seed": k, "style": f"S{k}", "image_id": f"id{k}", "file": str(path[name]),
+                "issue": issue, "detail": detail}
+    assert got == [
+        rec(3, "wide", "aspect",
+            "30x20 (aspect 1.500) but the aligned framing has aspect 1.000: scoring would stretch it"),
+        rec(4, "small", "size", "10x10 but the aligned ground truth is 20x20: scoring would resize it"),
+        rec(5, "deep", "converted", "16-bit (I;16) brought to 8 bits as im2uint8"),
+        rec(6, "float", "refused", "image mode F: no defined 0..255 range"),
+        rec(8, "photo_square", "aspect",
+            "300x300 (aspect 1.000) but the original framing has aspect 1.333: scoring would stretch it"),
+    ]  # the 800x600 photo's 400x300 result fits; a native ground truth has no aligned size to match
+
+
+def test_a_non_square_ground_truth_size_is_named_width_first(tmp_path):
+    from facesketch.metrics.inputs import framing_issues
+
+    Image.fromarray(np.zeros((20, 21), np.uint8)).save(tmp_path / "gt.png")  # 21 wide, 20 high
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "r.png")
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "r2.png")
+    (tmp_path / "bad_gt.png").write_bytes(b"x")
+    jobs = [_finding_job(k, tmp_path / r, tmp_path / g) for k, (r, g) in enumerate(
+        [("r.png", "gt.png"), ("r2.png", "gt.png"), ("r.png", "bad_gt.png"), ("r2.png", "bad_gt.png")])]
+    got = framing_issues(jobs, lambda k: ("v", 0, "S", f"i{k}"))
+    assert [(g["image_id"], g["detail"]) for g in got] == [
+        ("i0", "20x20 but the aligned ground truth is 21x20: scoring would resize it"),
+        ("i1", "20x20 but the aligned ground truth is 21x20: scoring would resize it")]  # unreadable gt: nothing
+
+
+def test_enforce_names_the_first_ten_and_counts_the_rest():
+    from facesketch.metrics.inputs import enforce
+
+    bad = [{"file": f"f{i}.png", "issue": "aspect" if i % 2 else "size", "detail": f"d{i}"} for i in range(12)]
+    other = [{"file": "x.png", "issue": "converted", "detail": "16-bit"}]
+    enforce(bad + other, "warn")  # warned about elsewhere, scored
+    enforce(other, "error")       # nothing of the framing: nothing to refuse
+    with pytest.raises(DataError) as e:
+        enforce(bad + other, "error")
+    shown = ", ".join(f"f{i}.png (d{i})" for i in range(10))
+    assert str(e.value) == (f"12 result(s) do not match the protocol's framing: {shown} and 2 more "
+                            "(metrics.framing_mismatch: error; set it to warn to score them anyway)")
+    with pytest.raises(DataError) as e:
+        enforce(bad[:10], "error")
+    assert str(e.value) == (f"10 result(s) do not match the protocol's framing: {shown} "
+                            "(metrics.framing_mismatch: error; set it to warn to score them anyway)")
+    with pytest.raises(DataError, match=r"^1 result\(s\) do not match the protocol's framing: f0.png \(d0\) \("):
+        enforce(bad[:1], "error")  # a size finding alone is refused too
+
+
+def test_report_logs_each_kind_once_in_order_with_names_and_writes_them_all(tmp_path, caplog):
+    import pandas as pd
+
+    from facesketch.metrics.inputs import issues_path, report
+
+    issues = [{"variant": "v", "seed": 0, "style": "S", "image_id": f"id{i}", "file": f"/r/f{i}.png", "issue": "size",
+               "detail": "20x20 but ..."} for i in range(12)]
+    issues += [{"variant": "v", "seed": 0, "style": "S", "image_id": "gone", "file": "", "issue": "missing",
+                "detail": "no result file"},
+               {"variant": "v", "seed": 0, "style": "S", "image_id": "d", "file": "/r/d.png", "issue": "converted",
+                "detail": "16-bit"},
+               {"variant": "v", "seed": 0, "style": "S", "image_id": "w", "file": "/r/w.png", "issue": "weird",
+                "detail": "?"}]
+    out = tmp_path / "m.parquet"
+    with caplog.at_level("INFO", logger="facesketch.metrics.inputs"):
+        assert report(issues, out) == issues_path(out) == tmp_path / "m.issues.parquet"
+    where = tmp_path / "m.issues.parquet"
+    shown = ", ".join(f"f{i}.png" for i in range(10))
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", f"12 results of another size: {shown} and 2 more (20x20 but ...; all in {where})"),
+        ("WARNING", f"1 test images have no result: gone (no result file; all in {where})"),
+        ("INFO", f"1 16-bit results converted: d.png (16-bit; all in {where})"),
+        ("WARNING", f"1 weird: w.png (?; all in {where})")]
+    assert pd.read_parquet(where).to_dict("records") == issues
