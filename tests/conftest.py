@@ -19,11 +19,16 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
-# No tqdm monitor thread in tests: mutmut forks a process per mutant from one that has run the
-# tests, and a fork taken while that thread holds tqdm's lock deadlocks the child's first bar.
+# tqdm under mutmut, which forks a process per mutant from one that has run the tests: no monitor
+# thread (a fork taken while it holds tqdm's lock deadlocks the child's first bar), and a lock of
+# this process only, not tqdm's default semaphore shared by every fork (a child killed at its
+# time limit while holding it would hang every later child's first bar).
+import threading  # noqa: E402
+
 import tqdm  # noqa: E402
 
 tqdm.tqdm.monitor_interval = 0
+tqdm.tqdm.set_lock(threading.RLock())
 
 # (subset, size (w, h), styles by split) of the synthetic archive
 SUBSETS = {"photo1": (250, 250), "photo2": (223, 318), "photo3": (475, 340)}

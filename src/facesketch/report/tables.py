@@ -457,15 +457,16 @@ def attributes_markdown(df: pd.DataFrame) -> str:
 
 
 def table_spec(cfg: dict, released_available: dict[str, bool]) -> dict:
-    """The part of the config the tables need (what the rule passes as --spec)."""
+    """The part of the config the tables need (what the rule passes as --spec); ``cfg`` as
+    load_config returns it, validated and with the schema's defaults filled in."""
     from facesketch.config import run_variants, weights_dir
     from facesketch.models.released_hida import pretrained_missing
 
     missing = pretrained_missing(cfg, weights_dir(cfg))
     return {"name": cfg["name"], "tables": cfg["tables"], "metrics": cfg["metrics"],
-            "statistics": cfg.get("statistics", {}),
+            "statistics": cfg["statistics"],
             "run_variants": [v for v in run_variants(cfg) if v not in missing], "weights_missing": missing,
-            "variant_info": {v: {"precision": s.get("precision", "fp32"), "select": s.get("select", "final")}
+            "variant_info": {v: {"precision": s["precision"], "select": s["select"]}
                              for v, s in cfg["resolved"].items()},
             "released": {k: {"path": v["path"], "available": released_available.get(k, False)}
-                         for k, v in cfg.get("released", {}).items()}}
+                         for k, v in cfg["released"].items()}}
