@@ -48,7 +48,7 @@ mutate-sample: install
 
 # ruff for the Python, snakemake --lint (full config and demo) and snakefmt for the workflow
 lint: install
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench tools
 	$(BIN)/snakemake --lint
 	$(BIN)/snakemake --lint $(DEMO)
 	$(BIN)/snakefmt --check Snakefile rules

@@ -75,7 +75,13 @@ M_EVALUATE = [M + t for t in ("test_only_image_files_are_results",
                               "test_ms_ssim_is_scored_when_the_image_holds_five_scales",
                               "test_fid_and_kid_per_group_with_replicates_and_too_small_sets",
                               "test_missing_network_weights_give_named_nan_rows_when_allowed",
-                              "test_real_features_are_cached_per_network_and_ground_truth")]
+                              "test_real_features_are_cached_per_network_and_ground_truth",
+                              "test_evaluate_folder_names_each_missing_and_ignored_file",
+                              "test_a_folder_without_fs2k_names_is_one_line_saying_how_to_name_them",
+                              "test_score_writes_one_record_per_value_with_its_group", "test_score_defaults",
+                              "test_fsim_and_scoot_read_the_ground_truths_cached_features",
+                              "test_a_missing_network_is_named_by_its_file_in_the_reason_and_how_to_get_it_in_the_log",
+                              "test_score_variant_records_every_missing_ignored_and_misframed_file")]
 M_NETWORKS = [M + t for t in ("test_a_wrong_weights_file_is_a_weights_error_naming_it",
                               "test_lpips_network_is_frozen_and_refuses_wrong_shapes_by_name")]
 M_FSIM = [M + "test_fsim_equals_piq_on_odd_and_downsampled_sizes",
@@ -89,6 +95,22 @@ M_LOSSES = [M + t for t in ("test_image_gradients_and_textural_loss_in_every_mod
                             "test_vgg_loss_network_is_frozen")]
 M_SCOOT = [M + "test_scoot_of_images_too_small_for_every_block"]
 M_SIMILARITY = [M + "test_ssim_of_a_batch_is_each_pair_by_matlabs_definition"]
+M_LAYERS = [M + t for t in ("test_gaussian_pyramid_on_odd_non_square_and_non_power_of_two_sizes",
+                            "test_condition_resizes_depth_by_the_chosen_pyramid_and_keeps_the_depth_dtype",
+                            "test_layer_defaults_are_the_plain_hida_layer", "test_any_one_condition_is_enough",
+                            "test_layer_errors_name_the_bad_value",
+                            "test_norm_none_is_the_identity_and_leaky_relu_slope_is_0_2",
+                            "test_infoacon_parameters_have_the_released_shape",
+                            "test_dog_weights_start_as_pytorchs_conv_default_and_keep_the_input_dtype")]
+M_TABLES = [M + t for t in ("test_table_spec_carries_the_run_and_leaves_out_variants_whose_weights_are_missing",
+                            "test_attribute_header_text_and_unknown_codes",
+                            "test_attribute_codes_stay_integers_when_an_image_has_no_annotation")]
+M_INPUTS = [M + t for t in ("test_framing_findings_are_whole_records",
+                            "test_a_non_square_ground_truth_size_is_named_width_first",
+                            "test_enforce_names_the_first_ten_and_counts_the_rest",
+                            "test_report_logs_each_kind_once_in_order_with_names_and_writes_them_all")]
+H = "tests/test_hardening.py::"
+MF = "tests/test_metfaces.py::"
 TESTS = {
     "src/facesketch/metrics/evaluate.py": ["tests/test_metrics.py", E2E] + M_EVALUATE,
     "src/facesketch/metrics/fid.py": ["tests/test_metrics.py", E2E] + M_FID,
@@ -99,10 +121,19 @@ TESTS = {
     + M_FSIM,
     "src/facesketch/metrics/scoot.py": ["tests/test_metrics.py"] + M_CATALOGUE + M_SCOOT,
     "src/facesketch/metrics/similarity.py": ["tests/test_metrics.py"] + M_CATALOGUE + M_SIMILARITY,
-    "src/facesketch/report/tables.py": ["tests/test_report.py", E2E],
+    "src/facesketch/metrics/gt_features.py": ["tests/test_gt_features.py"],
+    "src/facesketch/metrics/kid.py": ["tests/test_stats.py",
+                                      M + "test_fid_and_kid_per_group_with_replicates_and_too_small_sets"],
+    "src/facesketch/metrics/inputs.py": M_INPUTS + [H + "test_sixteen_bit_result_is_converted_not_clipped_to_white",
+                                                    H + "test_float_result_is_refused_by_name",
+                                                    H + "test_misframed_result_is_a_named_warning_or_an_error"],
+    "src/facesketch/metrics/semantic.py": [
+        MF + "test_semantic_score_by_region_as_the_authors_script",
+        MF + "test_semantic_score_flattened_is_the_mean_cosine_of_high_level_features"],
+    "src/facesketch/report/tables.py": ["tests/test_report.py", E2E] + M_TABLES,
     "src/facesketch/models/layers.py": ["tests/test_models.py", R + "test_dyspade_residual_forms_match_their_equations",
                                         R + "test_dog_mask_logits_receive_their_true_gradient",
-                                        R + "test_gaussian_depth_pyramid_uses_the_binomial_kernel"],
+                                        R + "test_gaussian_depth_pyramid_uses_the_binomial_kernel"] + M_LAYERS,
     "src/facesketch/train/data.py": [R + "test_training_batches_carry_the_style_of_their_pair",
                                      TEXTURAL] + M_DATA,
     "src/facesketch/train/infer.py": [E2E,
