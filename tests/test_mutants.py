@@ -1869,3 +1869,11 @@ def test_report_logs_each_kind_once_in_order_with_names_and_writes_them_all(tmp_
         ("INFO", f"1 16-bit results converted: d.png (16-bit; all in {where})"),
         ("WARNING", f"1 weird: w.png (?; all in {where})")]
     assert pd.read_parquet(where).to_dict("records") == issues
+
+
+def test_ms_ssim_runs_in_float32_as_piq_does():
+    from facesketch.metrics.similarity import ms_ssim
+
+    rng = np.random.default_rng(5)
+    a, b = (rng.integers(0, 256, (2, 170, 170)).astype(np.uint8) for _ in range(2))
+    assert ms_ssim(a, b).dtype == np.float32 and ms_ssim(a.astype(np.float64), b).dtype == np.float32
