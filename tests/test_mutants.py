@@ -1869,6 +1869,10 @@ def test_report_logs_each_kind_once_in_order_with_names_and_writes_them_all(tmp_
         ("INFO", f"1 16-bit results converted: d.png (16-bit; all in {where})"),
         ("WARNING", f"1 weird: w.png (?; all in {where})")]
     assert pd.read_parquet(where).to_dict("records") == issues
+    caplog.clear()
+    with caplog.at_level("INFO", logger="facesketch.metrics.inputs"):
+        report(issues[:10], out)  # exactly ten: all named, no "and 0 more"
+    assert caplog.messages == [f"10 results of another size: {shown} (20x20 but ...; all in {where})"]
 
 
 def test_ms_ssim_runs_in_float32_as_piq_does():

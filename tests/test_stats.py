@@ -183,3 +183,18 @@ def test_replicates_default_to_seed_0_and_small_sets_give_nan_of_the_asked_lengt
     for r, f in ((real[:1], fake), (real, fake[:1])):
         out = kid.set_replicates(r, f, 5)
         assert set(out) == {"FID", "KID"} and all(v.shape == (5,) and np.isnan(v).all() for v in out.values())
+
+
+def test_replicates_resample_every_row_uniformly_with_replacement_from_the_seed():
+    """The bootstrap's definition: replicate b scores fake[idx_b], idx_b the b-th draw of n row
+    indices from 0..n-1 (numpy's default_rng(seed).integers), the same draws for FID and KID."""
+    from facesketch.metrics.fid import fid_from_features
+
+    rng = np.random.default_rng(13)
+    real, fake = rng.normal(size=(12, 4)), rng.normal(0.4, 1.0, size=(6, 4))
+    out = kid.set_replicates(real, fake, 5, seed=7)
+    draws = np.random.default_rng(7)
+    for b in range(5):
+        idx = draws.integers(0, 6, 6)
+        assert out["KID"][b] == pytest.approx(_kid_loops(real, fake[idx]), rel=1e-10)
+        assert out["FID"][b] == pytest.approx(fid_from_features(real, fake[idx]), rel=1e-5, abs=1e-6)
