@@ -1881,3 +1881,108 @@ def test_ms_ssim_runs_in_float32_as_piq_does():
     rng = np.random.default_rng(5)
     a, b = (rng.integers(0, 256, (2, 170, 170)).astype(np.uint8) for _ in range(2))
     assert ms_ssim(a, b).dtype == np.float32 and ms_ssim(a.astype(np.float64), b).dtype == np.float32
+
+
+# --- report/tables: the LaTeX table is the Markdown table, escaped ---------------------------------
+
+
+def test_latex_escapes_every_special_character():
+    from facesketch.report.tables import SIGNIFICANT, _latex_escape
+
+    assert _latex_escape("a\\b&c%d_e#f±g" + SIGNIFICANT + "h—i−j↓k↑l*m") == (
+        r"a\textbackslash{}b\&c\%d\_e\#f$\pm$g$^\dagger$h--i-j$\downarrow$k$\uparrow$lm")
+
+
+def test_latex_table_is_the_all_styles_markdown_table_in_latex(tmp_path):
+    """Each LaTeX row is the Markdown row of the all-styles block with LaTeX's marks: bold and
+    underline for best and second, $\\pm$, -- for a dash, $^\\dagger$; arrows in the header."""
+    import pandas as pd
+
+    from facesketch.config import load_config
+    from facesketch.report.tables import LOWER_IS_BETTER, SIGNIFICANT, build_tables, table_spec
+
+    from .conftest import REPO
+
+    spec = table_spec(load_config(REPO / "config.yaml", overrides={"paths": {"weights": str(tmp_path / "w")}}), {})
+    rng = np.random.default_rng(0)
+    rows = []
+    for v, base in (("pix2pix", 0.4), ("hida_full", 0.5), ("hida_D", 0.45)):
+        for i in range(12):
+            style = f"Style{i % 3 + 1}"
+            rows.append(dict(variant=v, seed=0, style_asked=style, style_gt=style, image_id=f"photo1_image{i:04d}",
+                             metric="SCOOT", value=base + rng.normal(0, 0.01), scope="image", n_images=1, reason=""))
+    pd.DataFrame(rows).to_parquet(tmp_path / "m.parquet")
+    build_tables(spec, [tmp_path / "m.parquet"], tmp_path / "t")
+    md = (tmp_path / "t" / "hida_table2.md").read_text().split("### ")[1]  # the all-styles block
+    tex = (tmp_path / "t" / "hida_table2.tex").read_text().splitlines()
+    table = spec["tables"]["hida_table2"]
+    cols = table["metrics"]
+    head = " & ".join(c + (r" $\downarrow$" if c in LOWER_IS_BETTER else r" $\uparrow$") for c in cols)
+    assert tex[:7] == [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{l" + "c" * len(cols) + "}",
+                       r"\toprule", f"Method & {head} \\\\", r"\midrule"]
+    md_rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| method")]
+    assert len(md_rows) == len(table["rows"])
+
+    def latex(cell: str) -> str:
+        cell = re.sub(r"\*\*(.+?)\*\*", r"\\textbf{\1}", cell)
+        cell = re.sub(r"(?<![\w])_(.+?)_(?![\w])", r"\\underline{\1}", cell)
+        return cell.replace("±", r"$\pm$").replace("—", "--").replace(SIGNIFICANT, r"$^\dagger$")
+
+    want = []
+    for line in md_rows:
+        label, *cells = [c.strip() for c in line.strip("|").split("|")]
+        want.append(label.replace("_", r"\_") + " & " + " & ".join(latex(c) for c in cells) + r" \\")
+    assert tex[7:7 + len(want)] == want
+    assert any(r"\textbf{" in w for w in want) and any(r"\underline{" in w for w in want)
+    assert tex[7 + len(want):7 + len(want) + 2] == [r"\bottomrule", r"\end{tabular}"]
+    assert tex[7 + len(want) + 3:] == [r"\label{tab:hida_table2}", r"\end{table}"]
+    cap = tex[7 + len(want) + 2]
+    assert cap.startswith(r"\caption{" + table["title"].replace("_", r"\_") + " -- all styles. Source: ")
+
+
+def test_no_metrics_files_give_an_empty_frame_with_the_columns_and_files_are_concatenated(tmp_path):
+    import pandas as pd
+
+    from facesketch.metrics.evaluate import COLUMNS
+    from facesketch.report.tables import load_metrics
+
+    empty = load_metrics([tmp_path / "none.parquet"])
+    assert empty.empty and set(empty.columns) == set(COLUMNS) - {"replicate"} and empty.value.dtype == float
+    a = pd.DataFrame({"variant": ["a", "a"], "value": [1.0, 2.0]})
+    b = pd.DataFrame({"variant": ["b"], "value": [3.0]})
+    a.to_parquet(tmp_path / "a.parquet")
+    b.to_parquet(tmp_path / "b.parquet")
+    both = load_metrics([tmp_path / "a.parquet", tmp_path / "none.parquet", tmp_path / "b.parquet"])
+    assert both.variant.tolist() == ["a", "a", "b"] and list(both.index) == [0, 1, 2]
+
+
+def test_the_process_pool_gives_the_values_of_one_process(tmp_path):
+    """More than two chunks of results: cpu_metrics spreads them over spawned workers; every
+    value is the one process's, each under its own key."""
+    from facesketch.metrics.evaluate import cpu_metrics
+
+    jobs, _, _ = _set_rows(tmp_path, 40)
+    names = ("SCOOT", "SSIM", "FSIM")
+    alone = cpu_metrics(jobs, names, workers=1)
+    pooled = cpu_metrics(jobs, names, workers=2, cache=tmp_path / "cache")
+    assert len(pooled) == len(alone) == 120 and sorted(pooled) == sorted(alone)
+    assert len(list((tmp_path / "cache").rglob("*.npz"))) == 40  # the workers were given the cache
+
+
+def test_fid_and_kid_of_two_images_are_scored_and_of_none_named(tmp_path, monkeypatch):
+    from facesketch.metrics import networks
+    from facesketch.metrics.evaluate import network_metrics
+
+    monkeypatch.setattr(networks, "load_fid_inception", lambda d: _Pooled(seed=5))
+    jobs, _, _ = _set_rows(tmp_path, 3)
+    jobs[2] = _job(2, None, jobs[2].gt_aligned)  # no result
+    groups = {("v", 0, "Style1", "Style1"): [0, 1], ("v", 0, "Style2", "Style2"): [2]}
+    _, rows = network_metrics(jobs, groups, ("FID", "KID"), tmp_path, False, "cpu", 2, None, n_boot=2)
+    two = [r for r in rows if r["group"][2] == "Style1"]
+    assert {(r["metric"], r.get("replicate", -1)) for r in two} == {(m, b) for m in ("FID", "KID") for b in (-1, 0, 1)}
+    assert all(np.isfinite(r["value"]) and r["reason"] == "" and r["n"] == 2 for r in two)
+    none = [r for r in rows if r["group"][2] == "Style2"]
+    assert sorted((r["metric"], r["n"], r["expected"], r["reason"]) for r in none) == [
+        ("FID", 0, 1, "FID needs at least 2 images, the set has 0"),
+        ("KID", 0, 1, "KID needs at least 2 images, the set has 0")]
+    assert all(np.isnan(r["value"]) for r in none)
