@@ -1668,7 +1668,7 @@ def test_score_writes_one_record_per_value_with_its_group(tiny_prepared, tmp_pat
     sets = df[df.scope == "set"]
     groups = {("Style2", STYLES[int(s)]) for s in manifest["style"]} | {("all", "all")}
     assert set(zip(sets.style_asked, sets.style_gt)) == groups and set(sets.metric) == {"FID"}
-    assert (sets.image_id == "").all() and (sets.replicate == -1).all()
+    assert (sets.image_id == "").all() and (sets.replicate == -1).all() and (sets.reason == "").all()
     whole = sets[sets.style_gt == "all"].iloc[0]
     assert whole.n_images == whole.n_expected == len(manifest)
     boot = df[df.scope == "set_boot"]
@@ -1676,15 +1676,23 @@ def test_score_writes_one_record_per_value_with_its_group(tiny_prepared, tmp_pat
     assert list(tmp_path.joinpath("c").glob("fid_real_features_*.npz"))  # the FID cache is where it was asked
 
 
-def test_score_defaults(tiny_prepared, tmp_path, monkeypatch):
+def test_score_defaults(tiny_prepared, tmp_path, monkeypatch, caplog):
     """Without keys: the four CPU metrics, the aligned framing, the feature cache on, results that
     do not fit only warned about, 200 FID/KID replicates, missing weights an error."""
     from facesketch.errors import WeightsError
     from facesketch.metrics import networks
-    from facesketch.metrics.evaluate import CPU_METRICS, score
+    from facesketch.metrics.evaluate import COLUMNS, CPU_METRICS, score
 
     manifest, items = _tiny_items(tiny_prepared, tmp_path)
-    plain = score(items, manifest, {}, tmp_path, "cpu", cache=tmp_path / "c")
+    with caplog.at_level("WARNING", logger="facesketch.metrics.evaluate"):
+        plain = score(items, manifest, {}, tmp_path, "cpu", cache=tmp_path / "c")
+    first = plain[plain.metric == "MS-SSIM"].iloc[0]
+    (message,) = caplog.messages
+    named = re.fullmatch(rf"{len(manifest)} per-image values could not be computed \(see the reason column\), "
+                         rf"e\.g\. (\S+): {re.escape(first.reason)}", message)
+    assert named and named.group(1) in set(manifest.id)
+    nothing = score(items, manifest, {"names": []}, tmp_path, "cpu")
+    assert nothing.empty and list(nothing.columns) == list(COLUMNS)
     assert set(plain.metric) == set(CPU_METRICS)
     small = plain.metric == "MS-SSIM"  # the tiny archive's 64 px cannot hold MS-SSIM's five scales
     assert plain[~small].value.notna().all() and plain[small].reason.str.startswith("MS-SSIM failed").all()
@@ -1986,3 +1994,25 @@ def test_fid_and_kid_of_two_images_are_scored_and_of_none_named(tmp_path, monkey
         ("FID", 0, 1, "FID needs at least 2 images, the set has 0"),
         ("KID", 0, 1, "KID needs at least 2 images, the set has 0")]
     assert all(np.isnan(r["value"]) for r in none)
+
+
+
+def test_result_bit_depths_and_palettes_are_read_as_the_protocol_defines(tmp_path):
+    from facesketch.metrics.inputs import read_result_grey
+
+    deep = np.array([[0, 128, 100 * 257 + 128, 65535]], np.uint16)  # round(x / 257): 0, 0, 100, 255
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    got = read_result_grey(tmp_path / "deep.png")
+    assert got.dtype == np.uint8 and got.tolist() == [[0, 0, 100, 255]]
+    pal = Image.new("P", (2, 1))
+    pal.putpalette([0, 0, 0, 200, 100, 50] + [0] * 762)
+    pal.putdata([0, 1])
+    pal.save(tmp_path / "pal.png")
+    # MATLAB rgb2gray of (200, 100, 50): 0.298936021293775 R + 0.587043074451121 G + 0.114020904255103 B
+    assert read_result_grey(tmp_path / "pal.png").tolist() == [[0, round(0.298936021293775 * 200 + 58.7043074451121
+                                                                          + 0.114020904255103 * 50)]]
+    Image.fromarray(np.zeros((2, 2), np.float32)).save(tmp_path / "f.tiff")
+    with pytest.raises(DataError) as e:
+        read_result_grey(tmp_path / "f.tiff")
+    assert str(e.value) == (f"{tmp_path / 'f.tiff'}: image mode F (32-bit integer or floating point) has no defined "
+                            "0..255 range; save results as 8- or 16-bit PNG")
