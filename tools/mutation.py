@@ -202,7 +202,7 @@ def report(args) -> int:
     survivors = sorted(m for m, s in status.items() if s == "survived")
     lines += ["", f"## Survivors ({len(survivors)}; reviewed ones in tools/mutation_survivors.txt)", ""]
     for m in survivors:
-        diff = subprocess.run(MUTMUT + ["show", m], cwd=REPO, capture_output=True, text=True).stdout
+        diff = _diff(m)
         changed = [x for x in diff.splitlines() if x[:1] in "+-" and not x.startswith(("+++", "---"))]
         lines.append(f"- `{m}`{' (reviewed)' if m in known else ''}: " + " / ".join(f"`{x.strip()}`" for x in changed))
     text = "\n".join(lines) + "\n"
@@ -210,6 +210,20 @@ def report(args) -> int:
     print(f"kill rate {rate} ({killed}/{tested}); modules run completely: {', '.join(complete) or 'none'}; "
           f"report: {args.out}")
     return 0
+
+
+def _diff(mutant: str) -> str:
+    """A mutant's diff, in this process (`mutmut show` starts an interpreter per mutant: minutes for hundreds)."""
+    import os
+
+    from mutmut.mutation.diff_apply import find_mutant, get_diff_for_mutant
+
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        return get_diff_for_mutant(mutant, path=find_mutant(mutant).path)
+    finally:
+        os.chdir(cwd)
 
 
 def functions(path: Path) -> list[str]:
