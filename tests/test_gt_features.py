@@ -168,3 +168,20 @@ def test_evaluate_keeps_the_features_beside_its_output_unless_told_not_to(tmp_pa
     stored = list((tmp_path / "metrics" / ".cache" / "gt_features").rglob("*.npz"))
     assert len(stored) == (len(set(test.id)) if keep else 0)
     assert df.value.notna().all() and len(df) == 2 * len(test)
+
+
+def test_without_a_folder_only_the_asked_metrics_features_are_computed(tmp_path, monkeypatch):
+    jobs = _pairs(tmp_path, n=2)
+    want = _scores(jobs, None)
+
+    def no_fsim(images):
+        raise AssertionError("FSIM features computed for SCOOT alone")
+
+    monkeypatch.setattr(gt_features.fsim, "features", no_fsim)
+    got = {(k, m): v for k, m, v, _ in cpu_metrics(jobs, ("SCOOT",), workers=1)}
+    assert got == {k: v for k, v in want.items() if k[1] == "SCOOT"}
+    monkeypatch.undo()
+    cpu_metrics(jobs, ("SCOOT",), workers=1, cache=tmp_path / "cache")  # with a folder: whole entries
+    for f in (tmp_path / "cache" / gt_features.code_version()).glob("*.npz"):
+        with np.load(f) as z:
+            assert set(z.files) == {"pc", "gm", "scoot"}

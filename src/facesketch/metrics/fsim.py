@@ -112,9 +112,14 @@ def gradient_magnitude(x: torch.Tensor) -> torch.Tensor:
     return torch.sqrt((g ** 2).sum(1))
 
 
+def downsampling(height: int, width: int) -> int:
+    """The original's downsampling of large images: k x k block means first, k = round(min side / 256)."""
+    return max(1, round(min(height, width) / 256))
+
+
 def features(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(phase congruency, gradient magnitude) of grey images (N, 1, H, W) in [0, 255]."""
-    k = max(1, round(min(images.shape[-2:]) / 256))  # the original's downsampling of large images
+    k = downsampling(*images.shape[-2:])
     if k > 1:
         images = F.avg_pool2d(images, k)
     return phase_congruency(images), gradient_magnitude(images)

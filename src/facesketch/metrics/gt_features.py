@@ -37,13 +37,21 @@ def code_version() -> str:
     return h.hexdigest()[:16]
 
 
-def _compute(gt: np.ndarray) -> dict[str, np.ndarray]:
-    pc, gm = fsim.features(torch.from_numpy(gt).float()[None, None])
-    return {"pc": pc.numpy(), "gm": gm.numpy(), "scoot": scoot.features(gt)}
+PARTS = {"fsim": ("pc", "gm"), "scoot": ("scoot",)}  # each metric's arrays in an entry
+
+
+def _compute(gt: np.ndarray, parts=tuple(PARTS)) -> dict[str, np.ndarray]:
+    entry = {}
+    if "fsim" in parts:
+        pc, gm = fsim.features(torch.from_numpy(gt).float()[None, None])
+        entry.update(pc=pc.numpy(), gm=gm.numpy())
+    if "scoot" in parts:
+        entry["scoot"] = scoot.features(gt)
+    return entry
 
 
 def _valid(entry: dict[str, np.ndarray], gt: np.ndarray) -> bool:
-    k = max(1, round(min(gt.shape) / 256))  # fsim.features' downsampling
+    k = fsim.downsampling(*gt.shape)
     shape = (1, gt.shape[0] // k, gt.shape[1] // k)
     maps_ok = all(entry[m].shape == shape and entry[m].dtype == np.float32 and np.isfinite(entry[m]).all()
                   for m in ("pc", "gm"))
@@ -57,22 +65,27 @@ class GroundTruthFeatures:
         self.folder = None if folder is None else Path(folder) / code_version()
         self.memo: dict[str, dict[str, np.ndarray]] = {}
 
-    def get(self, gt: np.ndarray) -> dict[str, np.ndarray]:
+    def get(self, gt: np.ndarray, part: str) -> dict[str, np.ndarray]:
+        """The entry of ``gt`` holding at least ``part`` (fsim or scoot). With a folder, entries are
+        whole (stored for every later evaluation); without one, only what is asked is computed."""
         key = content_id(gt)
         if key not in self.memo:
             entry = self._read(key, gt)
             if entry is None:
-                entry = _compute(gt)
+                entry = _compute(gt) if self.folder is not None else {}
                 self._write(key, entry)
             self.memo = {key: entry}  # results sorted by ground truth: the last one is all a chunk needs
-        return self.memo[key]
+        entry = self.memo[key]
+        if not all(a in entry for a in PARTS[part]):
+            entry.update(_compute(gt, (part,)))
+        return entry
 
     def fsim(self, gt: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        e = self.get(gt)
+        e = self.get(gt, "fsim")
         return torch.from_numpy(e["pc"]), torch.from_numpy(e["gm"])
 
     def scoot(self, gt: np.ndarray) -> np.ndarray:
-        return self.get(gt)["scoot"]
+        return self.get(gt, "scoot")["scoot"]
 
     def _read(self, key: str, gt: np.ndarray) -> dict[str, np.ndarray] | None:
         if self.folder is None:
