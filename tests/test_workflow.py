@@ -53,7 +53,8 @@ def test_dry_run_of_the_full_config_plans_every_stage(tmp_path):
 
 
 def test_demo_dry_run_plans_the_demo(tmp_path):
-    r = _snakemake("-n", *DEMO, env=_env(FS2K_ARCHIVE="/x/FS2K.zip"))
+    # --forceall: the whole DAG, also after `make demo` has run in this checkout (nothing would be left to plan)
+    r = _snakemake("-n", "--forceall", *DEMO, env=_env(FS2K_ARCHIVE="/x/FS2K.zip"))
     assert r.returncode == 0, r.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", r.stdout + r.stderr, re.M))
     # Pix2Pix and HIDA with two seeds, the attention CycleGAN with one: 5 runs, 5 x 3 styles drawn,
